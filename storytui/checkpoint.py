@@ -1,0 +1,285 @@
+"""Checkpoints: a directory with ``model.safetensors`` (weights only) and ``config.json``.
+
+Weights are data, never code, so loading cannot execute anything. Writes go to a temp directory
+that is renamed into place, so a kill mid-save leaves the previous checkpoint intact. Loading
+checks the JSON, the architecture, the vocabulary hash and every tensor's shape, and turns each
+problem into one clear line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from storytui import paths
+from storytui.atomic import atomic_directory
+from storytui.errors import StoryError
+from storytui.model import ModelConfig, build_model
+from storytui.story_format import StoryTemplate
+from storytui.tokenizer import Tokenizer, load_tokenizer
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class CheckpointMeta:
+    """Everything in config.json besides the weights."""
+
+    model: ModelConfig
+    tokenizer: str
+    tokenizer_hash: str
+    preset: str = "custom"
+    stage: str = "pretrain"  # pretrain | finetune | imported
+    parent: str | None = None
+    steps: int = 0
+    tokens_seen: int = 0
+    val_loss: float | None = None
+    val_bpb: float | None = None
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    template: StoryTemplate = field(default_factory=StoryTemplate)
+    weights_dtype: str = "float32"
+    n_params: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": self.model.to_json(),
+            "tokenizer": {"name": self.tokenizer, "hash": self.tokenizer_hash},
+            "preset": self.preset,
+            "stage": self.stage,
+            "parent": self.parent,
+            "steps": self.steps,
+            "tokens_seen": self.tokens_seen,
+            "val_loss": self.val_loss,
+            "val_bpb": self.val_bpb,
+            "created": self.created,
+            "template": self.template.to_json(),
+            "weights_dtype": self.weights_dtype,
+            "n_params": self.n_params,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> CheckpointMeta:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        return cls(
+            model=ModelConfig.from_json(data["model"]),
+            tokenizer=data["tokenizer"]["name"],
+            tokenizer_hash=data["tokenizer"]["hash"],
+            preset=data.get("preset", "custom"),
+            stage=data.get("stage", "pretrain"),
+            parent=data.get("parent"),
+            steps=int(data.get("steps", 0)),
+            tokens_seen=int(data.get("tokens_seen", 0)),
+            val_loss=data.get("val_loss"),
+            val_bpb=data.get("val_bpb"),
+            created=data.get("created", ""),
+            template=StoryTemplate.from_json(data.get("template")),
+            weights_dtype=data.get("weights_dtype", "float32"),
+            n_params=int(data.get("n_params", 0)),
+            extra=data.get("extra", {}),
+        )
+
+
+@dataclass
+class Checkpoint:
+    """A loaded, validated checkpoint ready for generation or further training."""
+
+    path: Path
+    name: str
+    meta: CheckpointMeta
+    model: nn.Module
+    tokenizer: Tokenizer
+
+
+def _unique_state(model: nn.Module, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """State dict without tied duplicates (safetensors refuses shared storage)."""
+    state: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in model.state_dict().items():
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in seen:
+            continue
+        seen.add(pointer)
+        tensor = tensor.detach().to("cpu")
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[name] = tensor.contiguous()
+    return state
+
+
+def save_checkpoint(
+    directory: Path, model: nn.Module, meta: CheckpointMeta, *, dtype: torch.dtype | None = None
+) -> Path:
+    """Write weights and config atomically; ``dtype`` (e.g. float16) shrinks shipped models."""
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    model = getattr(model, "module", model)  # unwrap DDP
+    state = _unique_state(model, dtype)
+    meta.n_params = sum(p.numel() for p in model.parameters())
+    if dtype is not None:
+        meta.weights_dtype = str(dtype).removeprefix("torch.")
+    with atomic_directory(Path(directory)) as tmp:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta.to_json(), indent=2) + "\n")
+    return Path(directory)
+
+
+def read_meta(directory: Path) -> CheckpointMeta:
+    """Read and validate config.json only (fast: used for listings)."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise StoryError(f"{directory} is not a checkpoint directory")
+    if not config_path.is_file():
+        raise StoryError(f"checkpoint {directory} has no {CONFIG_FILE}")
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoryError(f"checkpoint {directory}: {CONFIG_FILE} is not valid JSON ({exc})") from exc
+    try:
+        return CheckpointMeta.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StoryError(f"checkpoint {directory}: {CONFIG_FILE} is malformed ({exc})") from exc
+
+
+def load_checkpoint(directory: Path, *, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint, refusing any mismatch with one clear line."""
+    directory = Path(directory)
+    meta = read_meta(directory)
+    tokenizer = load_tokenizer(meta.tokenizer)
+    if tokenizer.hash != meta.tokenizer_hash:
+        raise StoryError(
+            f"checkpoint {directory.name} was trained with vocabulary {meta.tokenizer} "
+            f"{meta.tokenizer_hash}, but this install's {meta.tokenizer} is {tokenizer.hash}"
+        )
+    if meta.model.vocab_size < tokenizer.n_vocab:
+        raise StoryError(
+            f"checkpoint {directory.name}: model vocabulary {meta.model.vocab_size} is smaller "
+            f"than tokenizer {meta.tokenizer} ({tokenizer.n_vocab})"
+        )
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise StoryError(f"checkpoint {directory.name} has no {WEIGHTS_FILE}")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise StoryError(
+            f"checkpoint {directory.name}: {WEIGHTS_FILE} is corrupt or truncated ({exc})"
+        ) from exc
+    try:
+        model = build_model(meta.model)
+    except ValueError as exc:
+        raise StoryError(f"checkpoint {directory.name}: {exc}") from exc
+    load_weights(model, state, directory.name)
+    model.to(device).eval()
+    return Checkpoint(path=directory, name=directory.name, meta=meta, model=model, tokenizer=tokenizer)
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
+    """Copy ``state`` into ``model`` after checking names and shapes; tied weights may be absent."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not _is_alias(model, k, state)]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise StoryError(f"checkpoint {label}: weights do not match its config ({detail})")
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise StoryError(
+                f"checkpoint {label}: {key} has shape {tuple(tensor.shape)}, "
+                f"config expects {tuple(expected[key].shape)}"
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise StoryError(f"checkpoint {label}: {key} contains NaN or infinite values")
+    with torch.no_grad():
+        for key, tensor in state.items():
+            expected[key].copy_(tensor.to(expected[key].dtype))
+
+
+def _is_alias(model: nn.Module, key: str, state: dict) -> bool:
+    """True when ``key`` shares storage with a parameter that is in ``state`` (tied weights)."""
+    params = dict(model.named_parameters(remove_duplicate=False))
+    if key not in params:
+        return False
+    target = params[key]
+    return any(name in state and p is target for name, p in params.items() if name != key)
+
+
+# ---------------------------------------------------------------------------- finding models
+
+
+@dataclass
+class ModelEntry:
+    """One row of ``storytui models``: a readable checkpoint or a broken one with its error."""
+
+    name: str
+    path: Path
+    meta: CheckpointMeta | None
+    error: str | None = None
+    bundled: bool = False
+
+
+def list_checkpoints(include_bundled: bool = True) -> list[ModelEntry]:
+    entries: list[ModelEntry] = []
+    root = paths.models_dir()
+    if root.is_dir():
+        for child in sorted(root.iterdir()):
+            if not child.is_dir() or child.name.startswith("."):
+                continue
+            try:
+                entries.append(ModelEntry(child.name, child, read_meta(child)))
+            except StoryError as exc:
+                entries.append(ModelEntry(child.name, child, None, error=str(exc)))
+    bundled = paths.bundled_model_dir()
+    if include_bundled and (bundled / CONFIG_FILE).is_file():
+        try:
+            entries.append(ModelEntry("default", bundled, read_meta(bundled), bundled=True))
+        except StoryError as exc:
+            entries.append(ModelEntry("default", bundled, None, error=str(exc), bundled=True))
+    return entries
+
+
+NO_MODEL_HINT = (
+    "no model yet: train one with `storytui train pretrain --preset small --out mymodel` "
+    "(or import one with `storytui models import`)"
+)
+
+
+def resolve_model(name_or_dir: str | None) -> Path:
+    """Find a checkpoint directory by path or name; ``None`` picks the best available.
+
+    The best available is the newest finetuned checkpoint, else the newest pretrained one, else
+    the bundled default.
+    """
+    if name_or_dir:
+        as_path = Path(name_or_dir).expanduser()
+        if as_path.is_dir() and (as_path / CONFIG_FILE).exists():
+            return as_path
+        named = paths.model_dir(name_or_dir)
+        if named.is_dir():
+            return named
+        if name_or_dir == "default" and (paths.bundled_model_dir() / CONFIG_FILE).is_file():
+            return paths.bundled_model_dir()
+        if as_path.is_dir():
+            raise StoryError(f"{as_path} is not a checkpoint directory (no {CONFIG_FILE})")
+        raise StoryError(f"no model named {name_or_dir!r}; `storytui models` lists them")
+    usable = [e for e in list_checkpoints(include_bundled=False) if e.meta is not None]
+    for stage in ("finetune", "imported", "pretrain"):
+        staged = [e for e in usable if e.meta.stage == stage]
+        if staged:
+            return max(staged, key=lambda e: e.meta.created).path
+    if (paths.bundled_model_dir() / CONFIG_FILE).is_file():
+        return paths.bundled_model_dir()
+    raise StoryError(NO_MODEL_HINT)

@@ -1,0 +1,183 @@
+"""The ``storytui`` command: the TUI by default, plus continue / models / train / data.
+
+Heavy imports (torch, textual) happen inside the commands so that ``--help`` is instant and the
+TUI can show its editor before the model stack has loaded.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from storytui.errors import StoryError
+
+app = typer.Typer(
+    help="Co-write stories in the terminal with a small language model you train yourself.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+models_app = typer.Typer(help="List, inspect, import and evaluate models.", invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+
+def _mount_trainer() -> None:
+    """The trainer's command groups (light modules: they import torch only when run)."""
+    from trainer.cli import data_app, train_app
+
+    app.add_typer(train_app, name="train", help="Train a tokenizer or a model (pretrain, finetune).")
+    app.add_typer(data_app, name="data", help="Download and prepare training data.")
+
+
+@app.command("open", hidden=True)
+def open_tui(file: Annotated[Optional[Path], typer.Argument()] = None) -> None:
+    """Open the co-writing app (what plain `storytui [FILE]` does)."""
+    from storytui.tui.app import run_app
+
+    run_app(file)
+
+
+@app.command("continue")
+def continue_story(
+    file: Annotated[str, typer.Argument(help="Story file to continue, or - for standard input.")],
+    in_place: Annotated[bool, typer.Option("--in-place", "-i", help="Append the continuation to FILE (atomically).")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or checkpoint directory.")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", help="Tokens to generate.")] = 200,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.8,
+    top_k: Annotated[int, typer.Option("--top-k", help="0 = off.")] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", help="1 = off.")] = 0.95,
+    min_p: Annotated[float, typer.Option("--min-p", help="0 = off.")] = 0.05,
+    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="1 = off.")] = 1.1,
+    dry_multiplier: Annotated[float, typer.Option("--dry", help="DRY multiplier; 0 = off.")] = 0.0,
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop at this text (repeatable).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Same seed + settings = same text.")] = None,
+    prompt: Annotated[str, typer.Option(help="Writing prompt the model sees before the story.")] = "",
+    memory: Annotated[str, typer.Option(help="Memory / author's note the model sees.")] = "",
+    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 or int8 (default: fastest that stays faithful).")] = None,
+) -> None:
+    """Stream a continuation of FILE to standard output."""
+    from storytui.sampling import SamplingSettings
+    from storytui.textfile import read_story
+
+    settings = SamplingSettings(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        dry_multiplier=dry_multiplier,
+        max_new_tokens=max_tokens,
+        stop=tuple(stop or ()),
+        seed=seed,
+        top_alternatives=0,
+    ).validate()
+    if in_place and file == "-":
+        raise StoryError("--in-place needs a file, not standard input")
+    original = read_story(file)
+
+    from storytui.session import load_generator
+
+    generator = load_generator(model, precision=precision)
+    pieces: list[str] = []
+    out = sys.stdout
+    for delta in generator.stream(original, settings, prompt=prompt, memory=memory):
+        pieces.append(delta)
+        out.write(delta)
+        out.flush()
+    out.write("\n")
+    out.flush()
+    if in_place:
+        from storytui.atomic import atomic_write_text
+
+        if read_story(file) != original:
+            raise StoryError(f"{file} changed while generating; the continuation was not written")
+        atomic_write_text(Path(file), original + "".join(pieces))
+
+
+@models_app.callback()
+def models_default(ctx: typer.Context) -> None:
+    """Without a subcommand: list the checkpoints in the data dir."""
+    if ctx.invoked_subcommand is None:
+        from storytui.model_views import print_model_list
+
+        print_model_list()
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the checkpoints in the data dir (and the bundled default)."""
+    from storytui.model_views import print_model_list
+
+    print_model_list()
+
+
+@models_app.command("info")
+def models_info(name: Annotated[str, typer.Argument(help="Model name or checkpoint directory.")]) -> None:
+    """Show one checkpoint's details and loss curve."""
+    from storytui.model_views import print_model_info
+
+    print_model_info(name)
+
+
+@models_app.command("rm")
+def models_rm(
+    name: Annotated[str, typer.Argument(help="Model name in the data dir.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete a checkpoint from the data dir."""
+    from storytui.model_views import remove_model
+
+    remove_model(name, confirm=not yes)
+
+
+@models_app.command("presets")
+def models_presets() -> None:
+    """Every model preset with its exact parameter count."""
+    from storytui.model_views import print_presets
+
+    print_presets()
+
+
+KNOWN_COMMANDS = {"continue", "models", "train", "data", "open"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: route `storytui [FILE]` to the TUI, print user errors as one line."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or (args[0] not in KNOWN_COMMANDS and not args[0].startswith("-")):
+        args = ["open", *args]
+    _mount_trainer()
+    try:
+        app(args=args, prog_name="storytui", standalone_mode=False)
+    except StoryError as exc:
+        _fail(str(exc), 1)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except click.exceptions.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.stderr.close()  # reader went away (e.g. `| head`): not an error worth printing
+        sys.exit(0)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            _fail("disk full; nothing was changed", 1)
+        _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), 1)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stdout.flush()
+    print(f"storytui: error: {message}" if code != 130 else "storytui: interrupted", file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

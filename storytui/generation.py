@@ -1,0 +1,268 @@
+"""Streaming generation: text in, text deltas out, one token at a time.
+
+``Generator.stream`` yields UTF-8-safe text deltas as the model produces them; ``stream_events``
+yields richer ``TokenEvent``s (the token, its probability, the top alternatives) for the app.
+Both honour a cancel event between tokens, cut at stop strings, and keep working past the
+model's block size by keeping the story's head (prompt, memory) and its newest tail.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from storytui.sampling import SamplerState, SamplingSettings, choose_token
+from storytui.story_format import StoryTemplate, format_story
+from storytui.tokenizer import Tokenizer
+
+PRECISIONS = ("fp32", "bf16", "int8")
+# Chosen by bench/bench_generate.py: see the README table.
+DEFAULT_PRECISION = "fp32"
+
+
+@dataclass(frozen=True)
+class Alternative:
+    token: int
+    text: str
+    prob: float
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token: ``text`` is the delta it made visible (may be '' mid-character)."""
+
+    token: int
+    text: str
+    prob: float
+    alternatives: tuple[Alternative, ...] = ()
+
+
+@dataclass
+class GenerationStats:
+    context_tokens: int = 0
+    new_tokens: int = 0
+    prefill_seconds: float = 0.0
+    first_token_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    seed: int = 0
+    stopped_by: str = ""  # max_tokens | stop_string | eot | cancelled
+
+    @property
+    def tokens_per_second(self) -> float:
+        decoded = max(self.new_tokens - 1, 0)
+        return decoded / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+
+@dataclass
+class _Context:
+    """Token ids the model conditions on: a fixed head plus the growing story tail."""
+
+    head: list[int]
+    tail: list[int] = field(default_factory=list)
+
+
+def prepare_model(model: nn.Module, precision: str) -> nn.Module:
+    """Return the model in the requested CPU precision (a copy for int8)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+    model = model.eval()
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model.float(), {nn.Linear}, dtype=torch.qint8)
+    return model.float()
+
+
+class Generator:
+    """Continues stories with one model; create once, stream many times (not thread-safe)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        template: StoryTemplate | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        self.model = prepare_model(model, precision)
+        self.precision = precision
+        self.tokenizer = tokenizer
+        self.template = template or StoryTemplate()
+        self.config = model.config
+        self.block_size = self.config.block_size
+        # Learned-position models (seed) must see exactly the last block, like their original code.
+        self.sliding = bool(getattr(model, "sliding_context", False))
+        self.last_stats = GenerationStats()
+        self._breakers: dict[tuple[str, ...], np.ndarray] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    def stream(self, text: str, settings: SamplingSettings, **kwargs) -> Iterator[str]:
+        """Yield text deltas continuing ``text`` (see ``stream_events`` for keyword args)."""
+        for event in self.stream_events(text, settings, **kwargs):
+            if event.text:
+                yield event.text
+
+    def generate(self, text: str, settings: SamplingSettings, **kwargs) -> str:
+        return "".join(self.stream(text, settings, **kwargs))
+
+    def context_ids(self, text: str, prompt: str = "", memory: str = "") -> tuple[list[int], list[int]]:
+        """(head, story) token ids exactly as finetuning tokenised them: header, then story."""
+        formatted = format_story(text, prompt=prompt, memory=memory, template=self.template)
+        head = self.tokenizer.encode(formatted.header) if formatted.header else []
+        return head, self.tokenizer.encode(formatted.story)
+
+    def stream_events(
+        self,
+        text: str,
+        settings: SamplingSettings,
+        *,
+        prompt: str = "",
+        memory: str = "",
+        cancel: threading.Event | None = None,
+    ) -> Iterator[TokenEvent]:
+        settings = settings.validate()
+        stats = GenerationStats()
+        self.last_stats = stats
+        seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**63)
+        stats.seed = seed
+        generator = torch.Generator().manual_seed(seed)
+        head, story = self.context_ids(text, prompt, memory)
+        state = SamplerState(
+            generator=generator,
+            breakers=self._breaker_table(settings.dry_breakers) if settings.dry_multiplier else None,
+            seed=seed,
+            history=list(story),
+        )
+        stops = tuple(settings.stop) + self.template.stop_strings
+        decoder = self.tokenizer.stream_decoder()
+        pending = ""  # text held back because it may be the start of a stop string
+        context = self._fit(head, story, settings.max_new_tokens)
+        stats.context_tokens = len(context.head) + len(context.tail)
+
+        started = decode_started = time.perf_counter()
+        with torch.inference_mode():
+            cache, logits = self._prefill(context)
+            stats.prefill_seconds = time.perf_counter() - started
+            for step in range(settings.max_new_tokens):
+                if cancel is not None and cancel.is_set():
+                    stats.stopped_by = "cancelled"
+                    break
+                probs_raw = torch.softmax(logits, dim=-1)
+                token = choose_token(logits, settings, state)
+                stats.new_tokens += 1
+                if step == 0:
+                    stats.first_token_seconds = time.perf_counter() - started
+                    decode_started = time.perf_counter()
+                if token == self.tokenizer.eot:
+                    stats.stopped_by = "eot"
+                    break
+                state.history.append(token)
+                pending += decoder.push(token)
+                visible, hit = _split_at_stop(pending, stops)
+                event = TokenEvent(
+                    token=token,
+                    text=visible,
+                    prob=float(probs_raw[token]),
+                    alternatives=self._alternatives(probs_raw, settings.top_alternatives),
+                )
+                pending = pending[len(visible) :]
+                yield event
+                if hit:
+                    stats.stopped_by = "stop_string"
+                    pending = ""
+                    break
+                if step + 1 == settings.max_new_tokens:
+                    stats.stopped_by = "max_tokens"
+                    break
+                context.tail.append(token)
+                cache, logits = self._advance(context, cache, token)
+            stats.decode_seconds = time.perf_counter() - decode_started
+        tail = pending + decoder.flush() if stats.stopped_by != "stop_string" else ""
+        if tail:
+            yield TokenEvent(token=-1, text=tail, prob=1.0)
+
+    # ------------------------------------------------------------------ internals
+
+    def _fit(self, head: list[int], story: list[int], max_new: int) -> _Context:
+        """Crop the context so that prompt + some room for new tokens fit the block."""
+        if self.sliding:
+            return _Context(head=[], tail=(head + story)[-self.block_size :])
+        room = min(max_new, self.block_size // 4)
+        budget = self.block_size - room
+        head = head[: budget // 2]
+        tail = story[-(budget - len(head)) :] if budget > len(head) else []
+        if not head and not tail:
+            tail = [self.tokenizer.eot]  # an empty story starts like a fresh document
+        return _Context(head=head, tail=tail)
+
+    def _prefill(self, context: _Context):
+        ids = torch.tensor([context.head + context.tail], dtype=torch.long)
+        cache = self.model.new_cache(1, self.block_size, dtype=self._cache_dtype())
+        logits, _ = self.model(ids, cache=cache, last_only=True)
+        return cache, logits[0, -1].float()
+
+    def _advance(self, context: _Context, cache, token: int):
+        """Feed one token; past the block size, re-encode what still fits."""
+        if cache is not None and cache.length < self.block_size:
+            logits, _ = self.model(torch.tensor([[token]]), cache=cache, last_only=True)
+            return cache, logits[0, -1].float()
+        if self.sliding:  # learned positions: the last block, re-encoded every step
+            window = (context.head + context.tail)[-self.block_size :]
+            logits, _ = self.model(torch.tensor([window]), last_only=True)
+            return None, logits[0, -1].float()
+        # rotary positions: keep the head, drop the oldest quarter of the tail, cache again
+        keep = self.block_size * 3 // 4 - len(context.head)
+        context.tail = context.tail[-keep:]
+        return self._prefill(context)
+
+    def _cache_dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    def _alternatives(self, probs: torch.Tensor, k: int) -> tuple[Alternative, ...]:
+        if k <= 0:
+            return ()
+        top = torch.topk(probs, k)
+        return tuple(
+            Alternative(int(t), self.tokenizer.decode([int(t)]), float(p))
+            for p, t in zip(top.values, top.indices, strict=True)
+        )
+
+    def _breaker_table(self, breakers: tuple[str, ...]) -> np.ndarray:
+        """Boolean per token id: does its text contain a DRY sequence breaker?"""
+        if breakers not in self._breakers:
+            table = np.zeros(self.config.vocab_size, dtype=bool)
+            needles = [b.encode() for b in breakers]
+            for token in range(self.tokenizer.eot):
+                piece = self.tokenizer.token_bytes(token)
+                table[token] = any(n in piece for n in needles)
+            table[self.tokenizer.eot :] = True
+            self._breakers[breakers] = table
+        return self._breakers[breakers]
+
+
+def _split_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    """(text safe to show, whether a stop string was hit).
+
+    Text that could still grow into a stop string is held back until it can't.
+    """
+    if not stops:
+        return text, False
+    cut = min((text.find(s) for s in stops if s in text), default=-1)
+    if cut >= 0:
+        return text[:cut], True
+    hold = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:size]):
+                hold = max(hold, size)
+                break
+    return text[: len(text) - hold], False

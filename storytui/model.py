@@ -1,0 +1,282 @@
+"""The storytui transformer: a decoder-only language model in one readable file.
+
+nanoGPT's shape with the choices that train better per FLOP at this size: RMSNorm before each
+block, rotary position embeddings (so a context can be re-encoded at any offset), SwiGLU MLPs,
+no biases, tied input/output embeddings, and attention through ``scaled_dot_product_attention``.
+Generation uses a preallocated KV cache; the cached path gives the same logits as a full forward
+pass (``tests/test_model.py`` checks this to 1e-4).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; stored in each checkpoint's config.json."""
+
+    vocab_size: int
+    block_size: int = 1024
+    n_layer: int = 9
+    n_head: int = 12
+    n_embd: int = 768
+    mlp_hidden: int = 2048
+    dropout: float = 0.0
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    arch: str = "storytui"
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model size; ``vocab_size`` comes from the tokenizer it is built with."""
+
+    name: str
+    description: str
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+    mlp_hidden: int
+    dropout: float = 0.0
+    arch: str = "storytui"
+    tokenizer: str | None = None  # None: the default vocabulary
+
+    def config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(
+            vocab_size=vocab_size,
+            block_size=self.block_size,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+            mlp_hidden=self.mlp_hidden,
+            dropout=self.dropout,
+            arch=self.arch,
+        )
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("tiny", "tests and smoke runs", 128, 2, 2, 32, 96),
+    "small": Preset("small", "trains on a laptop CPU", 512, 6, 6, 384, 1024),
+    "colab": Preset("colab", "one free Colab T4 session", 1024, 9, 12, 768, 2080),
+    "seed": Preset(
+        "seed",
+        "the original 76.9M lecture-GPT story model (GPT-2 vocabulary)",
+        256, 8, 8, 512, 2048, dropout=0.2, arch="seed", tokenizer="gpt2",
+    ),
+}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def rotary_tables(config: ModelConfig, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables for rotary embeddings over ``length`` positions."""
+    half = config.head_dim // 2
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(half, dtype=torch.float32) / half))
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, D) queries or keys; cos/sin are (T, D/2) for the positions in x."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return rotated.type_as(x)
+
+
+class KVCache:
+    """Preallocated keys and values for every layer; ``length`` tokens are filled."""
+
+    def __init__(self, config: ModelConfig, batch: int, max_len: int, dtype, device) -> None:
+        shape = (batch, config.n_head, max_len, config.head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
+        self.max_len = max_len
+        self.length = 0
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.head_dim
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.dropout = config.dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is None:
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
+        else:
+            start = cache.length
+            end = start + T
+            cache.keys[layer][:, :, start:end] = k
+            cache.values[layer][:, :, start:end] = v
+            k_all = cache.keys[layer][:, :, :end]
+            v_all = cache.values[layer][:, :, :end]
+            if T == 1:
+                y = F.scaled_dot_product_attention(q, k_all, v_all)
+            elif start == 0:
+                y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True)
+            else:  # a chunk after cached tokens: each query sees the past and its own prefix
+                mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(config.n_embd, 2 * config.mlp_hidden, bias=False)
+        self.down = nn.Linear(config.mlp_hidden, config.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.attn = Attention(config)
+        self.mlp_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.mlp = SwiGLU(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, cos, sin, cache, layer):
+        x = x + self.dropout(self.attn(self.attn_norm(x), cos, sin, cache, layer))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+
+
+class StoryModel(nn.Module):
+    """Decoder-only transformer; ``forward`` serves training (targets) and cached generation."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.arch != "storytui":
+            raise ValueError(f"StoryModel builds arch 'storytui', not {config.arch!r}")
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.embed.weight  # tied: saves vocab × width parameters
+        cos, sin = rotary_tables(config, config.block_size)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        residual_std = 0.02 / math.sqrt(2 * config.n_layer)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.proj.weight, std=residual_std)
+            nn.init.normal_(block.mlp.down.weight, std=residual_std)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch: int = 1, max_len: int | None = None, dtype=None) -> KVCache:
+        weight = self.embed.weight
+        return KVCache(
+            self.config, batch, max_len or self.config.block_size, dtype or weight.dtype, weight.device
+        )
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits for ``idx`` (B, T); with ``targets`` also the mean loss (-100 = ignored).
+
+        With a ``cache`` the tokens are appended after the cached ones; ``last_only`` skips the
+        vocabulary projection for all but the final position (prefill speed).
+        """
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"{start + T} tokens exceed the block size {self.config.block_size}")
+        cos = self.rope_cos[start : start + T]
+        sin = self.rope_sin[start : start + T]
+        x = self.embed(idx)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, layer)
+        if cache is not None:
+            cache.length = start + T
+        x = self.norm(x)
+        if targets is not None:
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-100
+            )
+            return logits, loss
+        if last_only:
+            x = x[:, -1:, :]
+        return self.lm_head(x), None
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The network for ``config.arch``: storytui's own, or the imported seed architecture."""
+    if config.arch == "storytui":
+        return StoryModel(config)
+    if config.arch == "seed":
+        from storytui.seed_model import SeedModel
+
+        return SeedModel(config)
+    raise ValueError(f"unknown architecture {config.arch!r}")
+
+
+def count_parameters(config: ModelConfig) -> int:
+    """Exact parameter count without allocating the weights (meta device)."""
+    with torch.device("meta"):
+        model = build_model(config)
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,99 @@
+"""The one place that knows where storytui keeps things.
+
+Everything lives under the user data dir (platformdirs) or ``$STORYTUI_HOME`` when set:
+
+    $HOME/models/<name>/   checkpoints (model.safetensors + config.json)
+    $HOME/runs/<name>/     resumable training state and metrics
+    $HOME/data/            downloaded sources, cleaned text and token shards
+    $HOME/stories/         autosaved stories
+    $HOME/settings.json    sampling settings and UI preferences
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "storytui"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def home() -> Path:
+    """Root of all user data; ``STORYTUI_HOME`` wins over the platform default."""
+    override = os.environ.get("STORYTUI_HOME")
+    if override:
+        return Path(override).expanduser().resolve()
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def models_dir() -> Path:
+    return home() / "models"
+
+
+def model_dir(name: str) -> Path:
+    return models_dir() / name
+
+
+def runs_dir() -> Path:
+    return home() / "runs"
+
+
+def run_dir(name: str) -> Path:
+    return runs_dir() / name
+
+
+def data_dir() -> Path:
+    return home() / "data"
+
+
+def raw_dir(source: str) -> Path:
+    """Downloaded files exactly as fetched (e.g. ``gutenberg``, ``writingprompts``)."""
+    return data_dir() / "raw" / source
+
+
+def clean_dir(source: str) -> Path:
+    """Cleaned text: one file per book, or JSONL prompt/story pairs per split."""
+    return data_dir() / "clean" / source
+
+
+def shards_dir(name: str) -> Path:
+    """Token shards for one dataset built with one tokenizer."""
+    return data_dir() / "shards" / name
+
+
+def cache_dir() -> Path:
+    return home() / "cache"
+
+
+def stories_dir() -> Path:
+    return home() / "stories"
+
+
+def autosave_path() -> Path:
+    return stories_dir() / "autosave.txt"
+
+
+def settings_path() -> Path:
+    return home() / "settings.json"
+
+
+def assets_dir() -> Path:
+    """Bundled assets: inside the package when installed as a wheel, else the repo's ``assets/``."""
+    packaged = PACKAGE_DIR / "assets"
+    if packaged.is_dir():
+        return packaged
+    return PACKAGE_DIR.parent / "assets"
+
+
+def tokenizer_assets_dir() -> Path:
+    return assets_dir() / "tokenizer"
+
+
+def bundled_model_dir() -> Path:
+    return assets_dir() / "models" / "default"
+
+
+def styles_dir() -> Path:
+    return assets_dir() / "styles"

@@ -1,0 +1,222 @@
+"""Sampling settings and the logit processors that turn model scores into the next token.
+
+Order of application (each step): repetition penalty → DRY → temperature → top-k → top-p →
+min-p → draw. Temperature 0 means greedy (argmax after the penalties). Each processor is a small
+pure function over a 1-D float32 logits tensor so that it can be unit-tested on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+import torch
+
+from storytui.errors import StoryError
+
+DEFAULT_DRY_BREAKERS = ("\n", ":", '"', "*")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How to pick tokens; validated so a bad value is refused before anything runs."""
+
+    temperature: float = 0.8
+    top_k: int = 0  # 0 = off
+    top_p: float = 0.95  # 1.0 = off
+    min_p: float = 0.05  # 0.0 = off
+    repetition_penalty: float = 1.1  # 1.0 = off
+    repetition_window: int = 256
+    dry_multiplier: float = 0.0  # 0.0 = off
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_breakers: tuple[str, ...] = DEFAULT_DRY_BREAKERS
+    max_new_tokens: int = 200
+    stop: tuple[str, ...] = ()
+    seed: int | None = None  # None = a fresh random seed each time
+    top_alternatives: int = 5  # alternatives reported per token for the app
+
+    def validate(self) -> SamplingSettings:
+        checks = [
+            (self.temperature >= 0 and math.isfinite(self.temperature), "temperature", ">= 0"),
+            (self.top_k >= 0, "top-k", ">= 0 (0 turns it off)"),
+            (0 < self.top_p <= 1, "top-p", "in (0, 1]"),
+            (0 <= self.min_p < 1, "min-p", "in [0, 1)"),
+            (0 < self.repetition_penalty <= 10, "repetition-penalty", "in (0, 10]"),
+            (self.repetition_window >= 0, "repetition-window", ">= 0"),
+            (self.dry_multiplier >= 0, "dry-multiplier", ">= 0"),
+            (self.dry_base >= 1, "dry-base", ">= 1"),
+            (self.dry_allowed_length >= 1, "dry-allowed-length", ">= 1"),
+            (1 <= self.max_new_tokens <= 100_000, "max-tokens", "between 1 and 100000"),
+            (self.seed is None or 0 <= self.seed < 2**63, "seed", "between 0 and 2**63-1"),
+            (all(self.stop), "stop", "non-empty strings"),
+        ]
+        for ok, name, rule in checks:
+            if not ok:
+                raise StoryError(f"invalid {name}: {getattr(self, _attr(name))!r} (must be {rule})")
+        return self
+
+    def with_changes(self, **changes) -> SamplingSettings:
+        return replace(self, **changes).validate()
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["dry_breakers"] = list(self.dry_breakers)
+        data["stop"] = list(self.stop)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> SamplingSettings:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("dry_breakers", "stop"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values).validate()
+
+
+def _attr(flag: str) -> str:
+    return {"top-k": "top_k", "top-p": "top_p", "min-p": "min_p", "stop": "stop",
+            "max-tokens": "max_new_tokens"}.get(flag, flag.replace("-", "_"))
+
+
+PRESET_SETTINGS: dict[str, SamplingSettings] = {
+    "balanced": SamplingSettings(),
+    "focused": SamplingSettings(temperature=0.6, top_p=0.9, min_p=0.1, repetition_penalty=1.15),
+    "creative": SamplingSettings(temperature=1.0, top_p=0.98, min_p=0.03, dry_multiplier=0.8),
+    "greedy": SamplingSettings(temperature=0.0, repetition_penalty=1.0, min_p=0.0, top_p=1.0),
+}
+
+
+def apply_repetition_penalty(
+    logits: torch.Tensor, history: list[int], penalty: float, window: int
+) -> torch.Tensor:
+    """CTRL-style: scores of tokens seen in the last ``window`` tokens move toward zero."""
+    if penalty == 1.0 or not history or window == 0:
+        return logits
+    seen = torch.tensor(sorted(set(history[-window:])), dtype=torch.long)
+    scores = logits[seen]
+    logits = logits.clone()
+    logits[seen] = torch.where(scores > 0, scores / penalty, scores * penalty)
+    return logits
+
+
+def apply_dry(
+    logits: torch.Tensor,
+    history: list[int],
+    multiplier: float,
+    base: float,
+    allowed_length: int,
+    breakers: np.ndarray | None = None,
+    window: int = 1024,
+) -> torch.Tensor:
+    """DRY ("don't repeat yourself"): penalise the token that would extend a repeat.
+
+    For every earlier place where the text's newest ``n`` tokens already occurred, the token that
+    followed there would make the repeat ``n + 1`` long; if ``n >= allowed_length`` its score
+    drops by ``multiplier * base ** (n - allowed_length)``. Matches never cross a sequence breaker
+    token (newline, quotes, ...), so dialogue and paragraph starts stay free.
+    """
+    if multiplier == 0 or len(history) < 2:
+        return logits
+    seq = np.asarray(history[-window:], dtype=np.int64)
+    n = len(seq)
+    is_breaker = (
+        breakers[seq] if breakers is not None else np.zeros(n, dtype=bool)
+    )
+    # Candidate earlier positions i (< n-1): seq[i] == seq[-1]; the follower is seq[i + 1].
+    ends = np.nonzero(seq[:-1] == seq[-1])[0]
+    ends = ends[~is_breaker[ends]] if len(ends) else ends
+    if is_breaker[-1] or len(ends) == 0:
+        return logits
+    lengths = np.ones(len(ends), dtype=np.int64)
+    active = np.ones(len(ends), dtype=bool)
+    k = 1
+    while active.any() and k < n - 1:
+        prev = ends - k
+        ok = active & (prev >= 0)
+        ok[ok] &= seq[prev[ok]] == seq[n - 1 - k]
+        ok[ok] &= ~is_breaker[prev[ok]]
+        lengths[ok] += 1
+        active = ok
+        k += 1
+    followers = seq[ends + 1]
+    penalties: dict[int, int] = {}
+    for token, length in zip(followers.tolist(), lengths.tolist(), strict=True):
+        if length >= allowed_length and length > penalties.get(token, 0):
+            penalties[token] = length
+    if not penalties:
+        return logits
+    logits = logits.clone()
+    for token, length in penalties.items():
+        logits[token] -= multiplier * base ** (length - allowed_length)
+    return logits
+
+
+def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep exactly the ``k`` highest scores (ties broken by index order)."""
+    if k <= 0 or k >= logits.numel():
+        return logits
+    keep = torch.topk(logits, k).indices
+    out = torch.full_like(logits, -math.inf)
+    out[keep] = logits[keep]
+    return out
+
+
+def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probabilities sum to at least ``p``."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True)
+    cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+    # a token stays if the mass before it is still short of p
+    drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= p
+    drop_sorted[0] = False
+    out = logits.clone()
+    out[order[drop_sorted]] = -math.inf
+    return out
+
+
+def apply_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Keep tokens whose probability is at least ``min_p`` times the top token's."""
+    if min_p <= 0:
+        return logits
+    probs = torch.softmax(logits, dim=-1)
+    out = logits.clone()
+    out[probs < min_p * probs.max()] = -math.inf
+    return out
+
+
+@dataclass
+class SamplerState:
+    """Per-stream state: the seeded random generator and the breaker table for DRY."""
+
+    generator: torch.Generator
+    breakers: np.ndarray | None = None
+    seed: int = 0
+    history: list[int] = field(default_factory=list)
+
+
+def choose_token(logits: torch.Tensor, settings: SamplingSettings, state: SamplerState) -> int:
+    """Apply the processors in order and draw one token from ``logits`` (1-D, float32)."""
+    history = state.history
+    logits = apply_repetition_penalty(
+        logits, history, settings.repetition_penalty, settings.repetition_window
+    )
+    logits = apply_dry(
+        logits,
+        history,
+        settings.dry_multiplier,
+        settings.dry_base,
+        settings.dry_allowed_length,
+        state.breakers,
+    )
+    if settings.temperature == 0:
+        return int(torch.argmax(logits))
+    logits = logits / settings.temperature
+    logits = apply_top_k(logits, settings.top_k)
+    logits = apply_top_p(logits, settings.top_p)
+    logits = apply_min_p(logits, settings.min_p)
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=state.generator))

@@ -1,0 +1,31 @@
+"""Load a model by name into a ready ``Generator``: shared by the CLI and the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from storytui.checkpoint import Checkpoint, load_checkpoint, resolve_model
+from storytui.generation import DEFAULT_PRECISION, Generator
+
+
+def load_generator(name_or_dir: str | None, precision: str | None = None) -> Generator:
+    checkpoint = load_checkpoint(resolve_model(name_or_dir))
+    return generator_for(checkpoint, precision)
+
+
+def generator_for(checkpoint: Checkpoint, precision: str | None = None) -> Generator:
+    from storytui.errors import StoryError
+    from storytui.generation import PRECISIONS
+
+    precision = precision or DEFAULT_PRECISION
+    if precision not in PRECISIONS:
+        raise StoryError(f"invalid precision {precision!r} (choose {', '.join(PRECISIONS)})")
+    generator = Generator(
+        checkpoint.model,
+        checkpoint.tokenizer,
+        template=checkpoint.meta.template,
+        precision=precision,
+    )
+    generator.checkpoint_name = checkpoint.name
+    generator.checkpoint_path = Path(checkpoint.path)
+    return generator

@@ -1,0 +1,75 @@
+"""The one function that turns prompt + memory + story into the text the model sees.
+
+Finetuning formats every WritingPrompts pair with it and the app formats the writer's story with
+it, so the model always sees at inference exactly the layout it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# storytui's own layout: short headers a writer would recognise; the story is last so that
+# continuing it is plain next-token prediction.
+DEFAULT_TEMPLATE = "[Prompt] {prompt}\n[Memory] {memory}\n[Story]\n"
+PROMPT_ONLY_TEMPLATE = "[Prompt] {prompt}\n[Story]\n"
+
+
+@dataclass(frozen=True)
+class StoryTemplate:
+    """How a checkpoint wants its conditioning laid out (recorded in its config.json)."""
+
+    with_memory: str = DEFAULT_TEMPLATE
+    prompt_only: str = PROMPT_ONLY_TEMPLATE
+    stop_strings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {
+            "with_memory": self.with_memory,
+            "prompt_only": self.prompt_only,
+            "stop_strings": list(self.stop_strings),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> StoryTemplate:
+        if not data:
+            return cls()
+        return cls(
+            with_memory=data.get("with_memory", DEFAULT_TEMPLATE),
+            prompt_only=data.get("prompt_only", PROMPT_ONLY_TEMPLATE),
+            stop_strings=tuple(data.get("stop_strings", ())),
+        )
+
+
+@dataclass(frozen=True)
+class FormattedStory:
+    """``header`` is the conditioning (not trained on in finetuning); ``story`` follows it."""
+
+    header: str
+    story: str
+
+    @property
+    def text(self) -> str:
+        return self.header + self.story
+
+
+def format_story(
+    story: str,
+    prompt: str = "",
+    memory: str = "",
+    template: StoryTemplate | None = None,
+) -> FormattedStory:
+    """Lay out a story for the model; with neither prompt nor memory the story stands alone.
+
+    A plain story (pretraining text, or a writer who uses no prompt) gets no header at all, so a
+    pretrained-only model continues it as ordinary prose.
+    """
+    template = template or StoryTemplate()
+    prompt = prompt.strip()
+    memory = memory.strip()
+    if not prompt and not memory:
+        return FormattedStory(header="", story=story)
+    if memory and "{memory}" in template.with_memory:
+        header = template.with_memory.format(prompt=prompt, memory=memory)
+    else:
+        header = template.prompt_only.format(prompt=prompt)
+    return FormattedStory(header=header, story=story)

@@ -1,0 +1,1 @@
+"""storytui's trainer: data sources, tokenised shards, and the pretrain/finetune loop."""

@@ -1,0 +1,200 @@
+"""Downloads that survive flaky networks: resume with HTTP Range, retry with backoff, rename last.
+
+Training data is hundreds of megabytes fetched over home connections; a dropped connection at
+90% must cost one more request, not a restart, and a half-written file must never look complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from storytui.errors import StoryError
+
+USER_AGENT = "storytui-data/0.1 (+https://github.com/storytui)"
+CHUNK = 1 << 16
+_FATAL_STATUS = {400, 401, 403, 404, 405, 410, 451}
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_TOTAL_ONLY = re.compile(r"bytes\s+\*/(\d+)")
+
+
+class _Retry(Exception):
+    """One attempt failed in a way that another attempt may fix."""
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    retries: int = 5,
+    backoff: float = 1.0,
+    timeout: float = 30.0,
+    progress: Console | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
+    """Fetch ``url`` into ``dest`` and return ``dest``; ``dest`` appears only when complete.
+
+    Bytes go to ``dest.part`` first. Each retry resumes from the end of the partial file with a
+    Range request (restarting cleanly if the server ignores Range). Only attempts that add no
+    bytes count against ``retries``; the wait between them doubles from ``backoff`` seconds.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    failures = 0
+    bar = _Bar(progress, dest.name)
+    try:
+        while True:
+            before = part.stat().st_size if part.exists() else 0
+            try:
+                if _attempt(url, part, timeout, bar):
+                    break
+                reason = "connection closed early"
+            except _Retry as exc:
+                reason = str(exc)
+            after = part.stat().st_size if part.exists() else 0
+            if after <= before:
+                failures += 1
+            if failures > retries:
+                raise StoryError(f"download failed after {failures} tries: {url} ({reason})")
+            if after <= before:
+                sleep(backoff * 2 ** (failures - 1))
+    finally:
+        bar.close()
+    os.replace(part, dest)
+    _fsync_dir(dest.parent)
+    return dest
+
+
+def _attempt(url: str, part: Path, timeout: float, bar: _Bar) -> bool:
+    """One request; True when ``part`` now holds the whole body."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        return _handle_http_error(url, exc, part, have)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise _Retry(_reason(exc)) from exc
+    with response:
+        status = response.status or 200  # file:// answers have no status
+        offset, total = _plan(response, status, have)
+        if offset == 0 and have:
+            part.unlink(missing_ok=True)  # server ignored Range: start over
+        bar.start(total, offset)
+        try:
+            with open(part, "ab" if offset else "wb") as out:
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    bar.advance(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Retry(_reason(exc)) from exc
+    size = part.stat().st_size
+    if total is not None and size < total:
+        return False
+    if total is not None and size > total:
+        part.unlink()
+        raise _Retry(f"received {size} bytes, expected {total}")
+    return True
+
+
+def _plan(response: http.client.HTTPResponse, status: int, have: int) -> tuple[int, int | None]:
+    """Where this response's body starts in the file, and the file's full size if known."""
+    length = response.headers.get("Content-Length")
+    length_n = int(length) if length and length.isdigit() else None
+    if status == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        if not match or int(match.group(1)) != have:
+            raise _Retry("server sent a range that does not continue the partial file")
+        total = match.group(3)
+        if total != "*":
+            return have, int(total)
+        return have, None if length_n is None else have + length_n
+    return 0, length_n
+
+
+def _handle_http_error(url: str, exc: urllib.error.HTTPError, part: Path, have: int) -> bool:
+    if exc.code == 416 and have:
+        # Range past the end: either the partial file is already whole, or it is stale.
+        match = _TOTAL_ONLY.match(exc.headers.get("Content-Range", "") if exc.headers else "")
+        if match and int(match.group(1)) == have:
+            return True
+        part.unlink(missing_ok=True)
+        raise _Retry("server rejected the resume range; restarting") from exc
+    if exc.code in _FATAL_STATUS:
+        what = "not found" if exc.code in (404, 410) else f"HTTP {exc.code} {exc.reason}"
+        raise StoryError(f"download failed: {url} ({what})") from exc
+    raise _Retry(f"HTTP {exc.code} {exc.reason}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        return str(exc.reason)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "connection closed early"
+    return str(exc) or type(exc).__name__
+
+
+class _Bar:
+    """A rich progress bar (bytes, rate, ETA) when a console is given, else nothing."""
+
+    def __init__(self, console: Console | None, label: str) -> None:
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        if console is not None:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+            self._task = self._progress.add_task(label, total=None)
+            self._progress.start()
+
+    def start(self, total: int | None, completed: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total, completed=completed)
+
+    def advance(self, n: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, n)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

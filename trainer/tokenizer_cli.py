@@ -1,0 +1,43 @@
+"""Train the project's vocabulary from the cleaned corpora in the data dir."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+
+from storytui import paths
+from storytui.errors import StoryError
+from trainer.bpe import train_tokenizer_file
+
+
+def corpus_texts() -> Iterator[str]:
+    """Every cleaned book and every WritingPrompts train story (never valid/test)."""
+    books = sorted(paths.clean_dir("gutenberg").glob("*.txt"))
+    pairs = paths.clean_dir("writingprompts") / "train.jsonl"
+    if not books and not pairs.exists():
+        raise StoryError(
+            "no cleaned text yet: run `storytui data download gutenberg --from DIR` "
+            "and `storytui data download writingprompts --from PATH` first"
+        )
+    for book in books:
+        yield book.read_text(encoding="utf-8")
+    if pairs.exists():
+        with pairs.open(encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                yield f"{row.get('prompt', '')}\n{row['story']}\n"
+
+
+def run_train_tokenizer(name: str, size: int, out: Path | None) -> Path:
+    console = Console()
+    out = out or paths.cache_dir() / "tokenizers" / f"{name}.tiktoken"
+    started = time.perf_counter()
+    ranks = train_tokenizer_file(corpus_texts(), out, size - 1)
+    console.print(
+        f"Trained {len(ranks):,} ranks (+ <|endoftext|>) in {time.perf_counter() - started:.0f}s -> {out}"
+    )
+    return out
