@@ -194,8 +194,9 @@ class Generator:
 
     def _fit(self, head: list[int], story: list[int], max_new: int) -> _Context:
         """Crop the context so that prompt + some room for new tokens fit the block."""
-        if self.sliding:
-            return _Context(head=[], tail=(head + story)[-self.block_size :])
+        if self.sliding:  # the original's idx[:, -block_size:]; an empty story starts at EOT
+            window = (head + story)[-self.block_size :]
+            return _Context(head=[], tail=window or [self.tokenizer.eot])
         room = min(max_new, self.block_size // 4)
         budget = self.block_size - room
         head = head[: budget // 2]

@@ -1,0 +1,117 @@
+"""Checkpoints: saved atomically, loaded with every mismatch refused in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from storytui.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    read_meta,
+    resolve_model,
+)
+from storytui.errors import StoryError
+from tests.conftest import make_tiny_checkpoint
+
+
+def test_round_trip_preserves_weights_and_meta(tiny_checkpoint: Path) -> None:
+    loaded = load_checkpoint(tiny_checkpoint)
+    torch.manual_seed(0)
+    from storytui.model import PRESETS, StoryModel
+
+    original = StoryModel(PRESETS["tiny"].config(loaded.tokenizer.n_vocab))
+    for (name, a), (_, b) in zip(original.state_dict().items(), loaded.model.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert loaded.meta.preset == "tiny"
+    assert loaded.meta.n_params == original.num_parameters()
+    assert loaded.model.lm_head.weight.data_ptr() == loaded.model.embed.weight.data_ptr()
+    assert json.loads((tiny_checkpoint / CONFIG_FILE).read_text())["tokenizer"]["name"] == "storytui-16k"
+
+
+def test_save_leaves_no_temp_dirs_and_replaces_existing(tiny_checkpoint: Path) -> None:
+    make_tiny_checkpoint(tiny_checkpoint, seed=1)
+    siblings = [p.name for p in tiny_checkpoint.parent.iterdir()]
+    assert siblings == ["tiny-test"]
+    assert sorted(p.name for p in tiny_checkpoint.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+
+
+def test_half_precision_save_loads_as_fp32(tmp_path: Path) -> None:
+    from storytui.checkpoint import save_checkpoint
+
+    source = load_checkpoint(make_tiny_checkpoint(tmp_path / "a"))
+    save_checkpoint(tmp_path / "b", source.model, source.meta, dtype=torch.float16)
+    half = load_checkpoint(tmp_path / "b")
+    assert half.meta.weights_dtype == "float16"
+    assert (tmp_path / "b" / WEIGHTS_FILE).stat().st_size < (tmp_path / "a" / WEIGHTS_FILE).stat().st_size * 0.6
+    a, b = source.model.embed.weight, half.model.embed.weight
+    assert b.dtype == torch.float32
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def _corrupt(path: Path, how: str) -> None:
+    weights, config = path / WEIGHTS_FILE, path / CONFIG_FILE
+    if how == "truncated":
+        data = weights.read_bytes()
+        weights.write_bytes(data[: len(data) // 2])
+    elif how == "bad-json":
+        config.write_text("{not json")
+    elif how == "wrong-hash":
+        data = json.loads(config.read_text())
+        data["tokenizer"]["hash"] = "sha256:0000000000000000"
+        config.write_text(json.dumps(data))
+    elif how == "wrong-shape":
+        data = json.loads(config.read_text())
+        data["model"]["n_embd"] = 64
+        config.write_text(json.dumps(data))
+    elif how == "no-weights":
+        weights.unlink()
+    elif how == "nan":
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(str(weights))
+        state["norm.weight"][0] = float("nan")
+        save_file(state, str(weights))
+    elif how == "missing-key":
+        data = json.loads(config.read_text())
+        del data["tokenizer"]
+        config.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("truncated", "corrupt or truncated"),
+        ("bad-json", "not valid JSON"),
+        ("wrong-hash", "trained with vocabulary"),
+        ("wrong-shape", "shape"),
+        ("no-weights", "has no model.safetensors"),
+        ("nan", "NaN"),
+        ("missing-key", "malformed"),
+    ],
+)
+def test_corrupt_checkpoints_are_refused_in_one_line(tiny_checkpoint: Path, how: str, message: str) -> None:
+    _corrupt(tiny_checkpoint, how)
+    with pytest.raises(StoryError, match=message) as info:
+        load_checkpoint(tiny_checkpoint)
+    assert "\n" not in str(info.value)
+
+
+def test_resolve_prefers_newest_finetune_then_pretrain(storytui_home: Path) -> None:
+    models = storytui_home / "models"
+    with pytest.raises(StoryError, match="no model yet"):
+        resolve_model(None)
+    make_tiny_checkpoint(models / "old-pre", created="2026-01-01T00:00:00+00:00")
+    make_tiny_checkpoint(models / "new-pre", created="2026-03-01T00:00:00+00:00")
+    assert resolve_model(None).name == "new-pre"
+    make_tiny_checkpoint(models / "ft", stage="finetune", created="2026-02-01T00:00:00+00:00")
+    assert resolve_model(None).name == "ft"
+    assert resolve_model("old-pre").name == "old-pre"
+    assert resolve_model(str(models / "old-pre")) == models / "old-pre"
+    with pytest.raises(StoryError, match="no model named 'missing'"):
+        resolve_model("missing")
+    assert read_meta(models / "ft").stage == "finetune"

@@ -1,0 +1,201 @@
+"""`storytui` on the command line: continue, models, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from storytui.cli import main
+from tests.conftest import make_tiny_checkpoint
+
+STORY = "The sea was calm that morning, and the captain"
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def story(tmp_path: Path) -> Path:
+    path = tmp_path / "story.txt"
+    path.write_text(STORY, encoding="utf-8")
+    return path
+
+
+def test_help_lists_commands(capsys) -> None:
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0
+    for command in ("continue", "models", "train", "data"):
+        assert command in out
+    for group in (["train", "--help"], ["data", "--help"], ["models", "--help"]):
+        code, out, err = run_cli(group, capsys)
+        assert code == 0, err
+
+
+def test_presets_show_exact_parameter_counts(capsys) -> None:
+    from storytui.model import PRESETS, count_parameters
+
+    code, out, _ = run_cli(["models", "presets"], capsys)
+    assert code == 0
+    for name in ("tiny", "small", "colab"):
+        assert name in out
+        assert f"{count_parameters(PRESETS[name].config(16384)):,}" in out
+
+
+def test_continue_is_reproducible_by_seed(tiny_checkpoint: Path, story: Path, capsys) -> None:
+    args = ["continue", str(story), "--model", "tiny-test", "--max-tokens", "30", "--seed", "3"]
+    code, first, err = run_cli(args, capsys)
+    assert code == 0, err
+    _, again, _ = run_cli(args, capsys)
+    _, other, _ = run_cli([*args[:-1], "4"], capsys)
+    assert first == again
+    assert first != other
+    assert len(first.strip()) > 0
+    assert story.read_text() == STORY
+
+
+def test_continue_in_place_appends_exactly_what_was_streamed(tiny_checkpoint: Path, story: Path, capsys) -> None:
+    args = ["continue", str(story), "--max-tokens", "20", "--seed", "5", "--temperature", "0.9"]
+    _, streamed, _ = run_cli(args, capsys)
+    code, _, err = run_cli([*args, "-i"], capsys)
+    assert code == 0, err
+    assert story.read_text() == STORY + streamed[:-1]  # stdout ends with one newline
+
+
+def test_continue_reads_stdin(tiny_checkpoint: Path, story: Path, capsys, monkeypatch) -> None:
+    import io
+
+    args = ["--max-tokens", "15", "--seed", "2"]
+    _, from_file, _ = run_cli(["continue", str(story), *args], capsys)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(STORY.encode())))
+    code, from_stdin, err = run_cli(["continue", "-", *args], capsys)
+    assert code == 0, err
+    assert from_stdin == from_file
+
+
+def test_stop_string_and_sampling_flags(tiny_checkpoint: Path, story: Path, capsys) -> None:
+    base = ["continue", str(story), "--max-tokens", "60", "--seed", "1", "--top-k", "40",
+            "--top-p", "0.9", "--min-p", "0.02", "--repetition-penalty", "1.2"]
+    _, full, _ = run_cli(base, capsys)
+    stop = full[8:11]
+    code, cut, _ = run_cli([*base, "--stop", stop, "--stop", "\u2603never"], capsys)
+    assert code == 0
+    assert cut.rstrip("\n") == full[: full.index(stop)]
+
+
+def test_model_omitted_uses_newest_finetune(storytui_home: Path, story: Path, capsys) -> None:
+    models = storytui_home / "models"
+    make_tiny_checkpoint(models / "pre", seed=1, created="2026-05-01T00:00:00+00:00")
+    make_tiny_checkpoint(models / "ft", seed=2, stage="finetune", created="2026-04-01T00:00:00+00:00")
+    args = ["--max-tokens", "20", "--seed", "9"]
+    _, default, _ = run_cli(["continue", str(story), *args], capsys)
+    _, explicit, _ = run_cli(["continue", str(story), "--model", "ft", *args], capsys)
+    _, other, _ = run_cli(["continue", str(story), "--model", "pre", *args], capsys)
+    assert default == explicit != other
+
+
+def test_models_list_and_info(tiny_checkpoint: Path, capsys) -> None:
+    code, out, _ = run_cli(["models"], capsys)
+    assert code == 0 and "tiny-test" in out and "pretrain" in out
+    code, out, _ = run_cli(["models", "info", "tiny-test"], capsys)
+    assert code == 0 and "storytui-16k" in out and "tiny" in out
+
+
+def test_models_rm(tiny_checkpoint: Path, capsys) -> None:
+    code, _, _ = run_cli(["models", "rm", "tiny-test", "--yes"], capsys)
+    assert code == 0 and not tiny_checkpoint.exists()
+    code, _, err = run_cli(["models", "rm", "tiny-test", "--yes"], capsys)
+    assert code != 0 and "no model named" in err
+
+
+def _write(path: Path, how: str) -> Path:
+    if how == "binary":
+        path.write_bytes(b"\x00\x01\x02PNG" * 10)
+    elif how == "latin1":
+        path.write_bytes("caf\xe9 au lait".encode("latin-1"))
+    elif how == "dir":
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(
+    "target, extra, message",
+    [
+        ("missing", [], "no such file"),
+        ("dir", [], "is a directory"),
+        ("binary", [], "binary file"),
+        ("latin1", [], "not UTF-8"),
+        ("story", ["--temperature", "-1"], "invalid temperature"),
+        ("story", ["--top-p", "2"], "invalid top-p"),
+        ("story", ["--max-tokens", "0"], "invalid max-tokens"),
+        ("story", ["--model", "nope"], "no model named 'nope'"),
+        ("story", ["--temperature", "warm"], "temperature"),
+        ("story", ["--precision", "fp8"], "invalid precision"),
+    ],
+)
+def test_bad_input_is_one_line_and_touches_nothing(
+    tiny_checkpoint: Path, story: Path, tmp_path: Path, capsys, target: str, extra: list[str], message: str
+) -> None:
+    path = story if target == "story" else _write(tmp_path / target, target)
+    before = path.read_bytes() if path.is_file() else None
+    code, out, err = run_cli(["continue", str(path), "-i", *extra], capsys)
+    assert code != 0
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    if before is not None:
+        assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("how", ["truncated", "bad-json", "wrong-hash"])
+def test_corrupt_checkpoint_is_one_line(tiny_checkpoint: Path, story: Path, capsys, how: str) -> None:
+    from tests.test_checkpoint import _corrupt
+
+    _corrupt(tiny_checkpoint, how)
+    code, _, err = run_cli(["continue", str(story), "--model", "tiny-test"], capsys)
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1 and "tiny-test" in err
+
+
+def test_no_model_says_how_to_train(story: Path, capsys, monkeypatch) -> None:
+    from storytui import paths
+
+    monkeypatch.setattr(paths, "bundled_model_dir", lambda: Path("/nonexistent"))
+    code, _, err = run_cli(["continue", str(story)], capsys)
+    assert code != 0
+    assert "storytui train pretrain" in err and len(err.strip().splitlines()) == 1
+
+
+def _spawn(args: list[str], home: Path) -> subprocess.Popen:
+    env = {**os.environ, "STORYTUI_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "storytui.cli", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+
+
+def test_output_streams_before_the_end_and_ctrl_c_is_clean(
+    tiny_checkpoint: Path, story: Path, storytui_home: Path
+) -> None:
+    process = _spawn(["continue", str(story), "--max-tokens", "20000", "-i", "--seed", "1"], storytui_home)
+    first = process.stdout.read(1)  # blocks until the first streamed byte
+    assert first
+    assert process.poll() is None  # still generating: output is streamed, not buffered
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err.decode().strip() == "storytui: interrupted"
+    assert story.read_text() == STORY  # in-place: the old file, untouched

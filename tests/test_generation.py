@@ -1,0 +1,136 @@
+"""Streaming generation: reproducible, cancellable, stops on stop strings, handles long stories."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from storytui.generation import Generator, _split_at_stop
+from storytui.model import PRESETS, StoryModel
+from storytui.sampling import SamplingSettings
+from storytui.story_format import StoryTemplate, format_story
+from storytui.tokenizer import load_tokenizer
+
+STORY = "The ship creaked in the dark water. Ishmael looked up at the mast and"
+
+
+@pytest.fixture(scope="module")
+def generator() -> Generator:
+    tokenizer = load_tokenizer()
+    torch.manual_seed(0)
+    model = StoryModel(PRESETS["tiny"].config(tokenizer.n_vocab))
+    return Generator(model, tokenizer)
+
+
+def settings(**changes) -> SamplingSettings:
+    values = {"seed": 7, "max_new_tokens": 40, **changes}
+    return SamplingSettings(**values)
+
+
+def test_same_seed_same_text_other_seed_other_text(generator: Generator) -> None:
+    first = generator.generate(STORY, settings())
+    assert first == generator.generate(STORY, settings())
+    assert first != generator.generate(STORY, settings(seed=8))
+    assert len(first) > 0
+
+
+def test_stream_yields_many_deltas_in_order(generator: Generator) -> None:
+    deltas = list(generator.stream(STORY, settings()))
+    assert len(deltas) > 10
+    assert "".join(deltas) == generator.generate(STORY, settings())
+    assert generator.last_stats.new_tokens == 40
+    assert generator.last_stats.stopped_by == "max_tokens"
+
+
+def test_greedy_matches_manual_argmax_loop(generator: Generator) -> None:
+    tok = generator.tokenizer
+    ids = tok.encode(STORY)
+    expected = []
+    with torch.inference_mode():
+        for _ in range(15):
+            logits, _ = generator.model(torch.tensor([ids]))
+            nxt = int(logits[0, -1].argmax())
+            expected.append(nxt)
+            ids.append(nxt)
+    greedy = SamplingSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=15)
+    tokens = [e.token for e in generator.stream_events(STORY, greedy) if e.token >= 0]
+    assert tokens == expected
+
+
+def test_events_report_probability_and_alternatives(generator: Generator) -> None:
+    events = [e for e in generator.stream_events(STORY, settings(top_alternatives=3)) if e.token >= 0]
+    for event in events:
+        assert 0.0 < event.prob <= 1.0
+        assert len(event.alternatives) == 3
+        probs = [a.prob for a in event.alternatives]
+        assert probs == sorted(probs, reverse=True)
+        assert event.prob <= probs[0] + 1e-6
+
+
+def test_cancel_stops_between_tokens(generator: Generator) -> None:
+    cancel = threading.Event()
+    seen = 0
+    for _ in generator.stream_events(STORY, settings(max_new_tokens=200), cancel=cancel):
+        seen += 1
+        if seen == 5:
+            cancel.set()
+    assert generator.last_stats.new_tokens == 5
+    assert generator.last_stats.stopped_by == "cancelled"
+
+
+def test_stop_string_cuts_output(generator: Generator) -> None:
+    full = generator.generate(STORY, settings(max_new_tokens=60))
+    stop = full[10:14]
+    cut = generator.generate(STORY, settings(max_new_tokens=60, stop=(stop,)))
+    assert cut == full[: full.index(stop)]
+    assert generator.last_stats.stopped_by == "stop_string"
+
+
+def test_split_at_stop_holds_back_possible_prefix() -> None:
+    assert _split_at_stop("hello ##", ("###",)) == ("hello ", False)
+    assert _split_at_stop("hello ###x", ("###",)) == ("hello ", True)
+    assert _split_at_stop("hello", ()) == ("hello", False)
+
+
+def test_context_longer_than_block_keeps_head_and_newest_tail(generator: Generator) -> None:
+    block = generator.block_size
+    long_story = " ".join(f"word{i}" for i in range(2000))
+    text = generator.generate(long_story, settings(max_new_tokens=3 * block), prompt="A whale")
+    assert generator.last_stats.new_tokens == 3 * block
+    assert generator.last_stats.context_tokens <= block
+    assert len(text) > 0
+    head, tail = generator.context_ids(long_story, prompt="A whale")
+    context = generator._fit(head, tail, 50)
+    assert context.head == head
+    assert context.tail == tail[-len(context.tail) :]
+
+
+def test_prompt_and_memory_use_story_format(generator: Generator) -> None:
+    head, story = generator.context_ids("Once.", prompt="A storm", memory="Names: Ada")
+    formatted = format_story("Once.", prompt="A storm", memory="Names: Ada")
+    tok = generator.tokenizer
+    assert tok.decode(head) == formatted.header
+    assert tok.decode(story) == "Once."
+    assert generator.context_ids("Once.") == ([], tok.encode("Once."))
+
+
+def test_template_stop_strings_apply(generator: Generator) -> None:
+    full = generator.generate(STORY, settings(max_new_tokens=60))
+    stop = full[5:8]
+    templated = Generator(generator.model, generator.tokenizer, StoryTemplate(stop_strings=(stop,)))
+    assert templated.generate(STORY, settings(max_new_tokens=60)) == full[: full.index(stop)]
+
+
+def test_empty_story_still_generates(generator: Generator) -> None:
+    assert len(generator.generate("", settings(max_new_tokens=10))) > 0
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precisions_generate(precision: str) -> None:
+    tokenizer = load_tokenizer()
+    torch.manual_seed(0)
+    model = StoryModel(PRESETS["tiny"].config(tokenizer.n_vocab))
+    generator = Generator(model, tokenizer, precision=precision)
+    assert generator.generate(STORY, settings()) == generator.generate(STORY, settings())

@@ -1,0 +1,81 @@
+"""The transformer: presets' sizes, causal masking, and a KV cache equal to full recompute."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from storytui.model import PRESETS, ModelConfig, StoryModel, count_parameters
+
+VOCAB = 16384
+# fp32 on CPU: cached and full attention sum in different orders; 1e-4 absolute on logits of O(1)
+CACHE_TOLERANCE = 1e-4
+
+
+def test_preset_sizes() -> None:
+    assert count_parameters(PRESETS["tiny"].config(VOCAB)) < 1_000_000
+    assert 10_000_000 <= count_parameters(PRESETS["small"].config(VOCAB)) <= 20_000_000
+    colab = count_parameters(PRESETS["colab"].config(VOCAB))
+    assert abs(colab - 76_900_000) / 76_900_000 <= 0.01
+    assert PRESETS["colab"].block_size >= 1024
+
+
+def test_count_matches_built_model() -> None:
+    config = PRESETS["tiny"].config(VOCAB)
+    assert count_parameters(config) == StoryModel(config).num_parameters()
+
+
+@pytest.fixture(scope="module")
+def model() -> StoryModel:
+    torch.manual_seed(0)
+    return StoryModel(ModelConfig(vocab_size=500, block_size=64, n_layer=2, n_head=4, n_embd=64, mlp_hidden=128)).eval()
+
+
+def test_kv_cache_logits_equal_full_recompute(model: StoryModel) -> None:
+    ids = torch.randint(0, 500, (2, 60))
+    full, _ = model(ids)
+    cache = model.new_cache(batch=2)
+    chunks = [model(ids[:, :25], cache=cache)[0], model(ids[:, 25:40], cache=cache)[0]]
+    chunks += [model(ids[:, i : i + 1], cache=cache)[0] for i in range(40, 60)]
+    cached = torch.cat(chunks, dim=1)
+    assert cache.length == 60
+    torch.testing.assert_close(cached, full, atol=CACHE_TOLERANCE, rtol=0)
+
+
+def test_last_only_gives_final_position(model: StoryModel) -> None:
+    ids = torch.randint(0, 500, (1, 30))
+    full, _ = model(ids)
+    last, _ = model(ids, last_only=True)
+    assert last.shape == (1, 1, 500)
+    torch.testing.assert_close(last[:, 0], full[:, -1], atol=CACHE_TOLERANCE, rtol=0)
+
+
+def test_future_tokens_do_not_change_past_logits(model: StoryModel) -> None:
+    ids = torch.randint(0, 500, (1, 40))
+    changed = ids.clone()
+    changed[0, 30:] = (changed[0, 30:] + 1) % 500
+    a, _ = model(ids)
+    b, _ = model(changed)
+    torch.testing.assert_close(a[:, :30], b[:, :30])
+    assert not torch.allclose(a[:, 30:], b[:, 30:])
+
+
+def test_loss_ignores_masked_targets(model: StoryModel) -> None:
+    ids = torch.randint(0, 500, (1, 20))
+    targets = torch.randint(0, 500, (1, 20))
+    _, loss_all = model(ids, targets)
+    masked = targets.clone()
+    masked[0, :10] = -100
+    logits, loss_masked = model(ids, masked)
+    expected = torch.nn.functional.cross_entropy(logits[0, 10:], targets[0, 10:])
+    torch.testing.assert_close(loss_masked, expected)
+    assert not torch.isclose(loss_all, loss_masked)
+
+
+def test_block_size_is_enforced(model: StoryModel) -> None:
+    with pytest.raises(ValueError, match="exceed the block size"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_embeddings_are_tied(model: StoryModel) -> None:
+    assert model.lm_head.weight.data_ptr() == model.embed.weight.data_ptr()

@@ -1,0 +1,127 @@
+"""Each logit processor on its own, with hand-checkable inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from storytui.errors import StoryError
+from storytui.sampling import (
+    SamplerState,
+    SamplingSettings,
+    apply_dry,
+    apply_min_p,
+    apply_repetition_penalty,
+    apply_top_k,
+    apply_top_p,
+    choose_token,
+)
+
+
+def kept(logits: torch.Tensor) -> set[int]:
+    return set(torch.nonzero(torch.isfinite(logits)).flatten().tolist())
+
+
+def test_top_k_keeps_exactly_k() -> None:
+    logits = torch.tensor([0.1, 3.0, 2.0, 2.0, -1.0, 5.0])
+    out = apply_top_k(logits, 3)
+    assert len(kept(out)) == 3
+    assert {1, 5} <= kept(out)
+    assert out[5] == 5.0  # kept scores are unchanged
+    assert apply_top_k(logits, 0) is logits
+
+
+def test_top_p_keeps_smallest_set_reaching_p() -> None:
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log()
+    assert kept(apply_top_p(logits, 0.5)) == {0}
+    assert kept(apply_top_p(logits, 0.6)) == {0, 1}
+    assert kept(apply_top_p(logits, 0.8)) == {0, 1}
+    assert kept(apply_top_p(logits, 0.81)) == {0, 1, 2}
+    assert kept(apply_top_p(logits, 0.01)) == {0}
+    assert kept(apply_top_p(logits, 1.0)) == {0, 1, 2, 3}
+
+
+def test_min_p_is_relative_to_top_probability() -> None:
+    probs = torch.tensor([0.6, 0.25, 0.1, 0.05])
+    out = apply_min_p(probs.log(), 0.2)  # threshold 0.12
+    assert kept(out) == {0, 1}
+
+
+def test_repetition_penalty_over_window() -> None:
+    logits = torch.tensor([2.0, -2.0, 2.0, 1.0])
+    out = apply_repetition_penalty(logits, [0, 1, 3], penalty=2.0, window=2)
+    # window 2 covers tokens [1, 3]: positive scores divided, negative multiplied
+    assert out.tolist() == [2.0, -4.0, 2.0, 0.5]
+    assert apply_repetition_penalty(logits, [0], 1.0, 10) is logits
+
+
+def test_dry_penalises_the_token_that_extends_a_repeat() -> None:
+    # history: 5 6 7 8 ... 5 6 7 -> continuing with 8 would repeat a 4-token sequence
+    history = [5, 6, 7, 8, 1, 2, 3, 5, 6, 7]
+    logits = torch.zeros(10)
+    out = apply_dry(logits, history, multiplier=1.0, base=2.0, allowed_length=2)
+    # match length 3 (5 6 7): penalty = 1 * 2 ** (3 - 2) = 2
+    assert out[8] == pytest.approx(-2.0)
+    assert (out[torch.arange(10) != 8] == 0).all()
+
+
+def test_dry_respects_allowed_length_and_breakers() -> None:
+    history = [5, 6, 7, 8, 1, 2, 3, 5, 6, 7]
+    logits = torch.zeros(10)
+    assert (apply_dry(logits, history, 1.0, 2.0, allowed_length=4) == 0).all()
+    breakers = np.zeros(10, dtype=bool)
+    breakers[6] = True  # token 6 is e.g. a newline: matches cannot cross it
+    out = apply_dry(logits, history, 1.0, 2.0, allowed_length=2, breakers=breakers)
+    assert (out == 0).all()  # only "7" matches (length 1) once 6 breaks the run
+    longer = apply_dry(logits, [1, 2, 3, 4, 9, 1, 2, 3, 4], 0.5, 1.75, allowed_length=2)
+    assert longer[9] == pytest.approx(-0.5 * 1.75 ** (4 - 2))
+
+
+def test_temperature_zero_is_greedy() -> None:
+    settings = SamplingSettings(temperature=0, repetition_penalty=1.0)
+    logits = torch.tensor([0.0, 1.0, 3.0, 2.9])
+    for seed in range(5):
+        state = SamplerState(generator=torch.Generator().manual_seed(seed))
+        assert choose_token(logits, settings, state) == 2
+
+
+def test_seeded_draws_repeat_and_follow_the_distribution() -> None:
+    settings = SamplingSettings(temperature=1.0, top_p=1.0, min_p=0.0, repetition_penalty=1.0)
+    logits = torch.tensor([0.0, math.log(3.0)])  # p = 0.25, 0.75
+
+    def draws(seed: int) -> list[int]:
+        state = SamplerState(generator=torch.Generator().manual_seed(seed))
+        return [choose_token(logits, settings, state) for _ in range(2000)]
+
+    assert draws(1) == draws(1)
+    assert draws(1) != draws(2)
+    assert 0.72 < sum(draws(3)) / 2000 < 0.78
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 2}, "top-p"),
+        ({"top_p": 0}, "top-p"),
+        ({"min_p": 1.5}, "min-p"),
+        ({"top_k": -3}, "top-k"),
+        ({"repetition_penalty": 0}, "repetition-penalty"),
+        ({"max_new_tokens": 0}, "max-tokens"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"stop": ("",)}, "stop"),
+    ],
+)
+def test_invalid_settings_are_refused_with_one_line(changes: dict, message: str) -> None:
+    with pytest.raises(StoryError, match=message) as info:
+        SamplingSettings(**changes).validate()
+    assert "\n" not in str(info.value)
+
+
+def test_settings_json_round_trip() -> None:
+    settings = SamplingSettings(temperature=0.7, stop=("THE END",), seed=42, dry_multiplier=0.8)
+    assert SamplingSettings.from_json(settings.to_json()) == settings
