@@ -25,12 +25,15 @@ def test_round_trip_preserves_weights_and_meta(tiny_checkpoint: Path) -> None:
     from storytui.model import PRESETS, StoryModel
 
     original = StoryModel(PRESETS["tiny"].config(loaded.tokenizer.n_vocab))
-    for (name, a), (_, b) in zip(original.state_dict().items(), loaded.model.state_dict().items()):
+    for (name, a), (_, b) in zip(original.state_dict().items(), loaded.model.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
     assert loaded.meta.preset == "tiny"
     assert loaded.meta.n_params == original.num_parameters()
     assert loaded.model.lm_head.weight.data_ptr() == loaded.model.embed.weight.data_ptr()
-    assert json.loads((tiny_checkpoint / CONFIG_FILE).read_text())["tokenizer"]["name"] == "storytui-16k"
+    assert (
+        json.loads((tiny_checkpoint / CONFIG_FILE).read_text())["tokenizer"]["name"]
+        == "storytui-16k"
+    )
 
 
 def test_save_leaves_no_temp_dirs_and_replaces_existing(tiny_checkpoint: Path) -> None:
@@ -47,7 +50,9 @@ def test_half_precision_save_loads_as_fp32(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "b", source.model, source.meta, dtype=torch.float16)
     half = load_checkpoint(tmp_path / "b")
     assert half.meta.weights_dtype == "float16"
-    assert (tmp_path / "b" / WEIGHTS_FILE).stat().st_size < (tmp_path / "a" / WEIGHTS_FILE).stat().st_size * 0.6
+    assert (tmp_path / "b" / WEIGHTS_FILE).stat().st_size < (
+        tmp_path / "a" / WEIGHTS_FILE
+    ).stat().st_size * 0.6
     a, b = source.model.embed.weight, half.model.embed.weight
     assert b.dtype == torch.float32
     torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
@@ -94,7 +99,9 @@ def _corrupt(path: Path, how: str) -> None:
         ("missing-key", "malformed"),
     ],
 )
-def test_corrupt_checkpoints_are_refused_in_one_line(tiny_checkpoint: Path, how: str, message: str) -> None:
+def test_corrupt_checkpoints_are_refused_in_one_line(
+    tiny_checkpoint: Path, how: str, message: str
+) -> None:
     _corrupt(tiny_checkpoint, how)
     with pytest.raises(StoryError, match=message) as info:
         load_checkpoint(tiny_checkpoint)

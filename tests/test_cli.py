@@ -66,7 +66,9 @@ def test_continue_is_reproducible_by_seed(tiny_checkpoint: Path, story: Path, ca
     assert story.read_text() == STORY
 
 
-def test_continue_in_place_appends_exactly_what_was_streamed(tiny_checkpoint: Path, story: Path, capsys) -> None:
+def test_continue_in_place_appends_exactly_what_was_streamed(
+    tiny_checkpoint: Path, story: Path, capsys
+) -> None:
     args = ["continue", str(story), "--max-tokens", "20", "--seed", "5", "--temperature", "0.9"]
     _, streamed, _ = run_cli(args, capsys)
     code, _, err = run_cli([*args, "-i"], capsys)
@@ -86,8 +88,22 @@ def test_continue_reads_stdin(tiny_checkpoint: Path, story: Path, capsys, monkey
 
 
 def test_stop_string_and_sampling_flags(tiny_checkpoint: Path, story: Path, capsys) -> None:
-    base = ["continue", str(story), "--max-tokens", "60", "--seed", "1", "--top-k", "40",
-            "--top-p", "0.9", "--min-p", "0.02", "--repetition-penalty", "1.2"]
+    base = [
+        "continue",
+        str(story),
+        "--max-tokens",
+        "60",
+        "--seed",
+        "1",
+        "--top-k",
+        "40",
+        "--top-p",
+        "0.9",
+        "--min-p",
+        "0.02",
+        "--repetition-penalty",
+        "1.2",
+    ]
     _, full, _ = run_cli(base, capsys)
     stop = full[8:11]
     code, cut, _ = run_cli([*base, "--stop", stop, "--stop", "\u2603never"], capsys)
@@ -98,7 +114,9 @@ def test_stop_string_and_sampling_flags(tiny_checkpoint: Path, story: Path, caps
 def test_model_omitted_uses_newest_finetune(storytui_home: Path, story: Path, capsys) -> None:
     models = storytui_home / "models"
     make_tiny_checkpoint(models / "pre", seed=1, created="2026-05-01T00:00:00+00:00")
-    make_tiny_checkpoint(models / "ft", seed=2, stage="finetune", created="2026-04-01T00:00:00+00:00")
+    make_tiny_checkpoint(
+        models / "ft", seed=2, stage="finetune", created="2026-04-01T00:00:00+00:00"
+    )
     args = ["--max-tokens", "20", "--seed", "9"]
     _, default, _ = run_cli(["continue", str(story), *args], capsys)
     _, explicit, _ = run_cli(["continue", str(story), "--model", "ft", *args], capsys)
@@ -146,11 +164,17 @@ def _write(path: Path, how: str) -> Path:
     ],
 )
 def test_bad_input_is_one_line_and_touches_nothing(
-    tiny_checkpoint: Path, story: Path, tmp_path: Path, capsys, target: str, extra: list[str], message: str
+    tiny_checkpoint: Path,
+    story: Path,
+    tmp_path: Path,
+    capsys,
+    target: str,
+    extra: list[str],
+    message: str,
 ) -> None:
     path = story if target == "story" else _write(tmp_path / target, target)
     before = path.read_bytes() if path.is_file() else None
-    code, out, err = run_cli(["continue", str(path), "-i", *extra], capsys)
+    code, _out, err = run_cli(["continue", str(path), "-i", *extra], capsys)
     assert code != 0
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
@@ -160,7 +184,9 @@ def test_bad_input_is_one_line_and_touches_nothing(
 
 
 @pytest.mark.parametrize("how", ["truncated", "bad-json", "wrong-hash"])
-def test_corrupt_checkpoint_is_one_line(tiny_checkpoint: Path, story: Path, capsys, how: str) -> None:
+def test_corrupt_checkpoint_is_one_line(
+    tiny_checkpoint: Path, story: Path, capsys, how: str
+) -> None:
     from tests.test_checkpoint import _corrupt
 
     _corrupt(tiny_checkpoint, how)
@@ -182,14 +208,18 @@ def _spawn(args: list[str], home: Path) -> subprocess.Popen:
     env = {**os.environ, "STORYTUI_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "storytui.cli", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
 
 
 def test_output_streams_before_the_end_and_ctrl_c_is_clean(
     tiny_checkpoint: Path, story: Path, storytui_home: Path
 ) -> None:
-    process = _spawn(["continue", str(story), "--max-tokens", "20000", "-i", "--seed", "1"], storytui_home)
+    process = _spawn(
+        ["continue", str(story), "--max-tokens", "20000", "-i", "--seed", "1"], storytui_home
+    )
     first = process.stdout.read(1)  # blocks until the first streamed byte
     assert first
     assert process.poll() is None  # still generating: output is streamed, not buffered

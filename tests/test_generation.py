@@ -60,7 +60,9 @@ def test_greedy_matches_manual_argmax_loop(generator: Generator) -> None:
 
 
 def test_events_report_probability_and_alternatives(generator: Generator) -> None:
-    events = [e for e in generator.stream_events(STORY, settings(top_alternatives=3)) if e.token >= 0]
+    events = [
+        e for e in generator.stream_events(STORY, settings(top_alternatives=3)) if e.token >= 0
+    ]
     for event in events:
         assert 0.0 < event.prob <= 1.0
         assert len(event.alternatives) == 3
@@ -71,9 +73,8 @@ def test_events_report_probability_and_alternatives(generator: Generator) -> Non
 
 def test_cancel_stops_between_tokens(generator: Generator) -> None:
     cancel = threading.Event()
-    seen = 0
-    for _ in generator.stream_events(STORY, settings(max_new_tokens=200), cancel=cancel):
-        seen += 1
+    stream = generator.stream_events(STORY, settings(max_new_tokens=200), cancel=cancel)
+    for seen, _ in enumerate(stream, start=1):
         if seen == 5:
             cancel.set()
     assert generator.last_stats.new_tokens == 5
