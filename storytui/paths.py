@@ -5,7 +5,7 @@ Everything lives under the user data dir (platformdirs) or ``$STORYTUI_HOME`` wh
     $HOME/models/<name>/   checkpoints (model.safetensors + config.json)
     $HOME/runs/<name>/     resumable training state and metrics
     $HOME/data/            downloaded sources, cleaned text and token shards
-    $HOME/stories/         autosaved stories
+    $HOME/stories/         the untitled draft (autosave.txt) and recovery/ copies of unsaved files
     $HOME/settings.json    sampling settings and UI preferences
 """
 
@@ -73,6 +73,11 @@ def stories_dir() -> Path:
 
 def autosave_path() -> Path:
     return stories_dir() / "autosave.txt"
+
+
+def recovery_dir() -> Path:
+    """Unsaved edits to named story files, kept until the writer saves or discards them."""
+    return stories_dir() / "recovery"
 
 
 def settings_path() -> Path:
