@@ -135,6 +135,18 @@ def models_rm(
     remove_model(name, confirm=not yes)
 
 
+@models_app.command("import")
+def models_import(
+    file: Annotated[Path, typer.Argument(help="An original seed-model .pt checkpoint.")],
+    name: Annotated[str, typer.Option("--name", help="Name of the new model in the data dir.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace a model of that name.")] = False,
+) -> None:
+    """Convert an original 76.9M seed-model checkpoint (lecture GPT, .pt) into a storytui model."""
+    from storytui.seed_import import import_seed_checkpoint, print_import_summary
+
+    print_import_summary(import_seed_checkpoint(file, name, force=force))
+
+
 @models_app.command("presets")
 def models_presets() -> None:
     """Every model preset with its exact parameter count."""

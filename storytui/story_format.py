@@ -12,6 +12,12 @@ from dataclasses import dataclass
 # continuing it is plain next-token prediction.
 DEFAULT_TEMPLATE = "[Prompt] {prompt}\n[Memory] {memory}\n[Story]\n"
 PROMPT_ONLY_TEMPLATE = "[Prompt] {prompt}\n[Story]\n"
+# The layout the imported seed models were finetuned on; they know no memory slot.
+SEED_PROMPT_TEMPLATE = (
+    "Below is a writing prompt. Write a creative story based on it.\n\n"
+    "### Prompt:\n{prompt}\n\n### Story:\n"
+)
+SEED_STOP_STRINGS = ("Below is a writing", "###", "\n\n\n")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,13 @@ class StoryTemplate:
         )
 
 
+SEED_TEMPLATE = StoryTemplate(
+    with_memory=SEED_PROMPT_TEMPLATE,
+    prompt_only=SEED_PROMPT_TEMPLATE,
+    stop_strings=SEED_STOP_STRINGS,
+)
+
+
 @dataclass(frozen=True)
 class FormattedStory:
     """``header`` is the conditioning (not trained on in finetuning); ``story`` follows it."""
@@ -66,9 +79,11 @@ def format_story(
     template = template or StoryTemplate()
     prompt = prompt.strip()
     memory = memory.strip()
+    if memory and "{memory}" not in template.with_memory:
+        memory = ""  # a template without a memory slot ignores memory
     if not prompt and not memory:
         return FormattedStory(header="", story=story)
-    if memory and "{memory}" in template.with_memory:
+    if memory:
         header = template.with_memory.format(prompt=prompt, memory=memory)
     else:
         header = template.prompt_only.format(prompt=prompt)

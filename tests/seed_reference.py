@@ -8,11 +8,18 @@ implementation, never against itself.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from storytui.tokenizer import GPT2_VOCAB_ENV, Tokenizer, load_tokenizer
+
+GPT2_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpt2" / "gpt2.tiktoken"
+GPT2_VOCAB_SIZE = 50_257
 
 DEFAULT_HYPERPARAMETERS = {
     "block_size": 256,
@@ -159,3 +166,12 @@ def save_shape(path: Path, model: LectureGPT, hyperparameters: dict, shape: str)
         payload["optimizer_state_dict"] = optimizer.state_dict()
     torch.save(payload, path)
     return path
+
+
+def use_gpt2_vocabulary(monkeypatch: pytest.MonkeyPatch) -> Tokenizer:
+    """The GPT-2 vocabulary: $STORYTUI_GPT2_VOCAB, else the shared data copy, else skip."""
+    if not os.environ.get(GPT2_VOCAB_ENV):
+        if not GPT2_FILE.is_file():
+            pytest.skip(f"no GPT-2 vocabulary (set {GPT2_VOCAB_ENV})")
+        monkeypatch.setenv(GPT2_VOCAB_ENV, str(GPT2_FILE))
+    return load_tokenizer("gpt2")

@@ -18,13 +18,13 @@ from storytui.story_format import StoryTemplate
 from storytui.tokenizer import load_tokenizer
 from tests.seed_reference import (
     DEFAULT_HYPERPARAMETERS,
+    GPT2_VOCAB_SIZE,
     SMALL_HYPERPARAMETERS,
     LectureGPT,
     make_reference,
 )
 
 TOLERANCE = 1e-5  # float32 logits, fused SDPA vs per-head softmax
-GPT2_VOCAB_SIZE = 50_257
 GREEDY = SamplingSettings(
     temperature=0.0, top_p=1.0, min_p=0.0, repetition_penalty=1.0, top_alternatives=0
 )
