@@ -1,0 +1,78 @@
+"""`storytui data ...` commands through typer's test runner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from storytui import paths
+from storytui.errors import StoryError
+from storytui.tokenizer import load_tokenizer
+from tests.data_fixtures import FixtureServer, fixture_server, gutenberg_book
+from trainer.data_cli import data_app
+from trainer.dataset import build_shards
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def http_server() -> Iterator[FixtureServer]:
+    with fixture_server() as server:
+        yield server
+
+
+def story(n: int) -> str:
+    return f"Story {n} starts. " + " ".join(f"w{n}x{i}" for i in range(40))
+
+
+def test_download_gutenberg_from_folder_then_status(tmp_path):
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "pg2701-moby-dick.txt").write_text(gutenberg_book("Moby"))
+    result = runner.invoke(data_app, ["download", "gutenberg", "--from", str(books)])
+    assert result.exit_code == 0, result.output
+    assert "1 cleaned" in result.output
+    assert (paths.clean_dir("gutenberg") / "pg2701.txt").exists()
+
+    status = runner.invoke(data_app, ["status"])
+    assert status.exit_code == 0, status.output
+    assert "1 cleaned books" in status.output
+    assert "none built yet" in status.output
+
+
+def test_download_gutenberg_by_ids_from_a_mirror(http_server):
+    http_server.add("/cache/epub/84/pg84.txt", gutenberg_book("Frankenstein").encode())
+    args = ["download", "gutenberg", "--ids", "84", "--mirror", http_server.base_url]
+    result = runner.invoke(data_app, [*args, "--delay", "0"])
+    assert result.exit_code == 0, result.output
+    assert (paths.raw_dir("gutenberg") / "pg84.txt").exists()
+    assert (paths.clean_dir("gutenberg") / "pg84.txt").exists()
+
+
+def test_bad_ids_are_a_story_error():
+    result = runner.invoke(data_app, ["download", "gutenberg", "--ids", "12,abc"])
+    assert isinstance(result.exception, StoryError)
+
+
+def test_download_writingprompts_from_files_then_status(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": "[ WP ] P", "story": story(i), "split": "train"} for i in range(3)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = runner.invoke(data_app, ["download", "writingprompts", "--from", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "3 pairs" in result.output and "train 3" in result.output
+
+    build_shards("finetune-test", {"train": [("", story(1))]}, load_tokenizer(), progress=False)
+    status = runner.invoke(data_app, ["status"])
+    assert "train 3" in status.output
+    assert "finetune-test" in status.output
+
+
+def test_writingprompts_from_and_url_together_is_refused(tmp_path):
+    result = runner.invoke(
+        data_app, ["download", "writingprompts", "--from", str(tmp_path), "--url", "http://x"]
+    )
+    assert isinstance(result.exception, StoryError)
