@@ -336,3 +336,14 @@ def test_ingest_local_errors(tmp_path):
         ingest_local(tmp_path / "missing")
     with pytest.raises(StoryError, match=r"no \.txt books"):
         ingest_local(tmp_path)
+
+
+def test_a_dash_at_the_end_of_a_wrapped_line_joins_without_a_space():
+    text = (
+        "we were all going direct to Heaven, we were all going direct the other way--\n"
+        "in short, the period was so far like the present period.\n"
+    )
+    assert clean_gutenberg(text) == (
+        "we were all going direct to Heaven, we were all going direct the other way\u2014in "
+        "short, the period was so far like the present period.\n"
+    )

@@ -347,3 +347,8 @@ def test_download_fetches_archive_and_ingests(http_server, tmp_path):
 def test_download_missing_archive_is_one_line_error(http_server):
     with pytest.raises(StoryError, match="not found"):
         download_writingprompts(http_server.base_url + "/missing.tar.gz")
+
+
+def test_doubly_broken_apostrophes_are_repaired_not_dropped():
+    raw = "She hadn'''''\u00ef\ufffd\ufffd signed it. It was kind.\u00ef\ufffd " + story(1)
+    assert clean_story(raw).startswith("She hadn't signed it. It was kind. Story number 1")

@@ -27,7 +27,7 @@ from trainer.sources.http import download
 DEFAULT_MIRROR = "https://www.gutenberg.org"
 DEFAULT_URL_PATTERN = "{mirror}/cache/epub/{id}/pg{id}.txt"
 BOOKS_FILE = Path(__file__).with_name("gutenberg_books.txt")
-CLEANER_VERSION = 1
+CLEANER_VERSION = 2
 MANIFEST = "manifest.json"
 
 # --- header and footer ---------------------------------------------------------------------
@@ -53,7 +53,7 @@ _CREDITS = re.compile(
     r"|html version by|scanned by|proofread|updated editions)",
     re.IGNORECASE,
 )
-_PG_MENTION = re.compile(r"project gutenberg|\be-?texts?\b|\bebooks?\b", re.IGNORECASE)
+_PG_MENTION = re.compile(r"\bgutenberg\b|\be-?texts?\b|\bebooks?\b", re.IGNORECASE)
 _TRANSCRIBER = re.compile(
     r"^[\[(*]?\s*(?:original )?(?:transcriber|etext transcriber)['’]?s?\s+notes?"
     r"|^[\[(*]?\s*project gutenberg editor['’]?s note"
@@ -244,10 +244,18 @@ def _render(block: list[str]) -> str:
     if len(lines) == 1 and _SEPARATOR.match(lines[0]):
         return SCENE_BREAK
     verse = len(lines) > 1 and _keeps_line_breaks(block)
-    joined = ("\n" if verse else " ").join(lines)
+    joined = "\n".join(lines) if verse else _join_prose(lines)
     joined = _ITALIC_MARK.sub("", joined)
     joined = normalize_punctuation(joined)
     return "\n".join(_SPACES.sub(" ", line).strip() for line in joined.split("\n")).strip()
+
+
+def _join_prose(lines: list[str]) -> str:
+    """Join wrapped lines with spaces, except after a dash that ended a line ("way--/in")."""
+    out = lines[0]
+    for line in lines[1:]:
+        out += line if out.endswith(("--", "\u2014")) and not out.endswith(" --") else " " + line
+    return out
 
 
 def _keeps_line_breaks(block: list[str]) -> bool:

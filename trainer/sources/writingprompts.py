@@ -105,7 +105,6 @@ _SPACE_BEFORE = re.compile(r"[ \t]+([.,!?;:%)\]}])")
 _SPACE_AFTER = re.compile(r"([(\[{$#])[ \t]+(?=\S)")
 _SPACED_HYPHEN = re.compile(r"(?<=\w) - (?=\w)")
 _URL_SPACES = re.compile(r"\b(https?)\s*:\s*//\s*", re.IGNORECASE)
-_MOJIBAKE = "ï\ufffd"
 _SPACED_ENTITY = re.compile(r"&\s*(nbsp|amp|gt|lt|quot|apos|#x?[0-9a-fA-F]+)\s*;")
 _PTB_OPEN = re.compile(r"\s*``\s*")
 _PTB_CLOSE = re.compile(r"\s*(?<!')''(?!')")
@@ -182,13 +181,21 @@ def _fix_quote_spacing(line: str) -> str:
 
 
 def _repair_replacement_chars(text: str) -> str:
-    """Guess the quotes, apostrophes and dashes that an upstream encoding error turned into �."""
+    """Guess the quotes, apostrophes and dashes that an upstream encoding error turned into U+FFFD.
+
+    Doubly broken spots (``ï`` + U+FFFD runs among stray apostrophes) were once a curly
+    apostrophe, as in ``hadn`` + broken + `` signed`` for "hadn't signed".
+    """
     if "\ufffd" not in text:
         return text
+    broken = r"'*(?:ï?\ufffd+)+ï?'*"
+    text = re.sub(rf"(?<=n){broken}(?=[\s,.;:!?])", "'t", text)
+    text = re.sub(rf"(?<=[A-Za-z]){broken}(?=[A-Za-z])", "'", text)
+    text = re.sub(r"'*(?:ï\ufffd+)+ï?'*", "", text)
     text = re.sub(r"(?<=[A-Za-z])\ufffd(?=[a-z])", "'", text)
     text = re.sub(r"(?:(?<=^)|(?<=\s))\ufffd(?=\w)", '"', text, flags=re.MULTILINE)
     text = re.sub(r"(?<=[.,!?])\ufffd", '"', text)
-    return re.sub("\ufffd+", "—", text)
+    return re.sub("\ufffd+", "\u2014", text)
 
 
 def dedupe_key(story: str) -> str:
@@ -574,7 +581,7 @@ def ingest(sources: Path | Sequence[Path], *, console: Console | None = None) ->
 def _clean_pairs(reader: _Reader, report: IngestReport, seen: set[str]) -> Iterator[Pair]:
     for raw in reader.rows(report):
         story_text = raw.story.strip()
-        if _MOJIBAKE in story_text or story_text.lower() in _DELETED:
+        if story_text.lower() in _DELETED:
             report.dropped[reader.source] += 1
             continue
         story = clean_story(story_text)
