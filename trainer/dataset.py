@@ -356,17 +356,16 @@ def _files_complete(directory: Path, meta: dict) -> bool:
 
 
 def pretrain_documents(val_fraction: float = 0.03) -> dict[str, list[Document]]:
-    """Cleaned Gutenberg books, split by book: a stable ~3% of books (chosen by a hash of the
-    file name) are held out as ``val`` so validation text is never trained on, not even as
-    neighbouring paragraphs."""
+    """Cleaned Gutenberg books, split by book: ~3% of the books (at least one; those whose file
+    name hashes lowest, so the choice is stable) are held out as ``val``, so validation text is
+    never trained on, not even as neighbouring paragraphs of the same book."""
     from trainer.sources.gutenberg import cleaned_books
 
     books = cleaned_books()
     if not books:
         raise StoryError("no cleaned books yet; run `storytui data download gutenberg` first")
-    held_out = {p for p in books if _hash_fraction(p.stem) < val_fraction}
-    if not held_out and len(books) >= 2:
-        held_out = {min(books, key=lambda p: _hash_fraction(p.stem))}
+    n_val = max(1, round(len(books) * val_fraction)) if len(books) >= 2 else 0
+    held_out = set(sorted(books, key=lambda p: _hash_fraction(p.stem))[:n_val])
     splits: dict[str, list[Document]] = {"train": [], "val": []}
     for book in books:
         splits["val" if book in held_out else "train"].append(("", book.read_text("utf-8")))
