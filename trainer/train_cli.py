@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,11 +12,232 @@ train_app = typer.Typer(no_args_is_help=True)
 
 @train_app.command("tokenizer")
 def train_tokenizer(
-    name: Annotated[str, typer.Option(help="Vocabulary name (file <name>.tiktoken).")] = "storytui-16k",
+    name: Annotated[
+        str, typer.Option(help="Vocabulary name (file <name>.tiktoken).")
+    ] = "storytui-16k",
     size: Annotated[int, typer.Option(help="Vocabulary size including <|endoftext|>.")] = 16384,
-    out: Annotated[Optional[Path], typer.Option(help="Output file (default: the data dir's cache).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output file (default: the data dir's cache).")
+    ] = None,
 ) -> None:
     """Train a byte-level BPE vocabulary on the cleaned Gutenberg + WritingPrompts text."""
     from trainer.tokenizer_cli import run_train_tokenizer
 
     run_train_tokenizer(name=name, size=size, out=out)
+
+
+# Options shared by pretrain and finetune (None = the recipe's value).
+MaxSteps = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps.")]
+MaxTokens = Annotated[
+    int | None, typer.Option("--max-tokens", help="Token budget (the smaller limit wins).")
+]
+TimeBudget = Annotated[
+    float | None,
+    typer.Option("--time-budget", help="Minutes: steps are fitted to it from measured speed."),
+]
+BatchSize = Annotated[
+    int | None, typer.Option("--batch-size", help="Sequences per micro-batch (per process).")
+]
+GradAccum = Annotated[
+    int | None, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")
+]
+LearningRate = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+Compile = Annotated[bool, typer.Option("--compile", help="Use torch.compile (slow start).")]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Continue runs/OUT/latest exactly where it stopped.")
+]
+Seed = Annotated[int, typer.Option("--seed", help="Initialisation and data order.")]
+EvalEvery = Annotated[int | None, typer.Option("--eval-every", help="Steps between evals.")]
+Dtype = Annotated[
+    str | None, typer.Option("--dtype", help="auto, fp32, bf16 or fp16 (auto measures).")
+]
+Recipe = Annotated[
+    str | None,
+    typer.Option("--recipe", help="storytui (default) or seed (the original recipe)."),
+]
+RebuildData = Annotated[
+    bool, typer.Option("--rebuild-data", help="Tokenise the training text again.")
+]
+
+
+@train_app.command("pretrain")
+def pretrain(
+    out: Annotated[str, typer.Option("--out", help="Name of the new model.")],
+    preset: Annotated[str, typer.Option(help="tiny, small, colab or seed.")] = "small",
+    recipe: Recipe = None,
+    max_steps: MaxSteps = None,
+    max_tokens: MaxTokens = None,
+    time_budget: TimeBudget = None,
+    batch_size: BatchSize = None,
+    grad_accum: GradAccum = None,
+    lr: LearningRate = None,
+    device: Device = "auto",
+    compile: Compile = False,
+    resume: Resume = False,
+    seed: Seed = 1337,
+    eval_every: EvalEvery = None,
+    dtype: Dtype = None,
+    rebuild_data: RebuildData = False,
+) -> None:
+    """Pretrain a model from scratch on the cleaned Gutenberg books."""
+    from trainer import stages
+
+    overrides = dict(
+        max_steps=max_steps,
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        eval_every=eval_every,
+        dtype=dtype,
+    )
+    _check_name(out)
+    if resume:
+        _warn_ignored(overrides, recipe=recipe, time_budget=time_budget)
+        spec = stages.resume_spec(out, "pretrain", device=device, compile=compile)
+    else:
+        spec = stages.pretrain_spec(
+            out,
+            preset,
+            recipe,
+            overrides,
+            seed=seed,
+            device=device,
+            compile=compile,
+            time_budget_s=_minutes(time_budget),
+            force_shards=rebuild_data,
+        )
+    _run(spec)
+
+
+@train_app.command("finetune")
+def finetune(
+    out: Annotated[str, typer.Option("--out", help="Name of the finetuned model.")],
+    parent: Annotated[
+        str | None, typer.Option("--from", help="Pretrained model to start from.")
+    ] = None,
+    mask_prompt: Annotated[
+        bool,
+        typer.Option(
+            "--mask-prompt/--no-mask-prompt",
+            help="Train only on stories, not on the prompt header.",
+        ),
+    ] = True,
+    recipe: Recipe = None,
+    max_steps: MaxSteps = None,
+    max_tokens: MaxTokens = None,
+    time_budget: TimeBudget = None,
+    batch_size: BatchSize = None,
+    grad_accum: GradAccum = None,
+    lr: LearningRate = None,
+    device: Device = "auto",
+    compile: Compile = False,
+    resume: Resume = False,
+    seed: Seed = 1337,
+    eval_every: EvalEvery = None,
+    dtype: Dtype = None,
+    rebuild_data: RebuildData = False,
+) -> None:
+    """Finetune a pretrained model on WritingPrompts (prompt → story)."""
+    from storytui.errors import StoryError
+    from trainer import stages
+
+    overrides = dict(
+        max_steps=max_steps,
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        eval_every=eval_every,
+        dtype=dtype,
+    )
+    _check_name(out)
+    if resume:
+        _warn_ignored(overrides, recipe=recipe, time_budget=time_budget, parent=parent)
+        spec = stages.resume_spec(out, "finetune", device=device, compile=compile)
+    else:
+        if not parent:
+            raise StoryError("finetune needs --from MODEL (a pretrained model to start from)")
+        spec = stages.finetune_spec(
+            out,
+            parent,
+            recipe,
+            overrides,
+            mask_prompt=mask_prompt,
+            seed=seed,
+            device=device,
+            compile=compile,
+            time_budget_s=_minutes(time_budget),
+            force_shards=rebuild_data,
+        )
+    _run(spec)
+
+
+@train_app.command("curves")
+def curves(name: Annotated[str, typer.Argument(help="Run (model) name.")]) -> None:
+    """Draw a run's train and validation loss against tokens seen."""
+    from trainer.curves import print_curves
+
+    print_curves(name)
+
+
+def _check_name(name: str) -> None:
+    """A model name becomes a directory name: keep it to one plain path component."""
+    import re
+
+    from storytui.errors import StoryError
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise StoryError(
+            f"invalid --out {name!r}: use letters, digits, '.', '_' or '-' (at most 64)"
+        )
+
+
+def _minutes(value: float | None) -> float | None:
+    from storytui.errors import StoryError
+
+    if value is None:
+        return None
+    if value <= 0:
+        raise StoryError(f"invalid --time-budget: {value!r} (minutes, > 0)")
+    return value * 60.0
+
+
+def _warn_ignored(overrides: dict, **others) -> None:
+    ignored = [k for k, v in {**overrides, **others}.items() if v is not None]
+    if ignored:
+        names = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        typer.echo(f"resuming: the saved run's settings are kept; ignoring {names}", err=True)
+
+
+def _run(spec) -> None:
+    """Train, then say where the model is; an interrupted run exits 130 (SIGINT) or 143."""
+    import os
+    import sys
+
+    from trainer.loop import train
+
+    result = train(spec)
+    if int(os.environ.get("RANK", "0")) != 0:
+        if result.stopped_by in ("SIGINT", "SIGTERM"):
+            sys.exit(130 if result.stopped_by == "SIGINT" else 143)
+        return
+    command = f"storytui train {spec.stage} --out {spec.name} --resume"
+    if result.stopped_by in ("SIGINT", "SIGTERM"):
+        print(
+            f"Stopped by {result.stopped_by} at step {result.steps:,}/{result.total_steps:,}; "
+            f"saved {result.latest_dir} (continue with `{command}`)",
+            file=sys.stderr,
+        )
+        sys.exit(130 if result.stopped_by == "SIGINT" else 143)
+    val = (
+        f", val loss {result.val_loss:.4f}"
+        + (f", {result.val_bpb:.4f} bits/byte" if result.val_bpb else "")
+        if result.val_loss is not None
+        else ""
+    )
+    typer.echo(
+        f"Done: {result.steps:,} steps, {result.tokens_seen:,} tokens{val} "
+        f"(stopped: {result.stopped_by}). Model: {result.model_dir}"
+    )

@@ -1,0 +1,129 @@
+"""Exact resume: a run stopped at step k and resumed ends with the very weights of an
+uninterrupted run, whether it was stopped in-process or by a real Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from storytui import paths
+from tests import train_corpus
+from trainer import run_state
+from trainer.loop import train
+from trainer.stages import resume_spec
+
+STEPS = 10
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(directory / "model.safetensors"))
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    left, right = _weights(a), _weights(b)
+    assert left.keys() == right.keys()
+    for key in left:
+        assert torch.equal(left[key], right[key]), key
+
+
+def _losses(name: str) -> list[tuple[int, float]]:
+    rows = run_state.read_metrics(run_state.metrics_path(name))
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+def test_halted_run_resumes_to_the_same_weights():
+    train_corpus.write_books()
+    overrides = {"eval_every": 4, "lr": 1e-2, "log_every": 1}
+    whole = train(train_corpus.pretrain("whole", steps=STEPS, **overrides))
+    halted = train(train_corpus.pretrain("part", steps=STEPS, halt_after_steps=5, **overrides))
+    assert halted.stopped_by == "halt" and halted.steps == 5
+    state = torch.load(paths.run_dir("part") / "latest" / "state.pt", weights_only=True)
+    assert state["step"] == 5 and state["total_steps"] == STEPS
+
+    resumed = train(resume_spec("part", "pretrain", device="cpu"))
+    assert resumed.stopped_by == "done" and resumed.steps == STEPS
+    assert resumed.tokens_seen == whole.tokens_seen
+    _assert_same_weights(paths.run_dir("whole") / "latest", paths.run_dir("part") / "latest")
+    _assert_same_weights(paths.model_dir("whole"), paths.model_dir("part"))
+    assert _losses("part") == _losses("whole")  # metrics after the restart replace none twice
+    assert resumed.val_loss == whole.val_loss
+
+
+def test_resume_without_a_saved_run_is_an_error():
+    import pytest
+
+    from storytui.errors import StoryError
+
+    with pytest.raises(StoryError, match="no saved run"):
+        resume_spec("ghost", "pretrain")
+
+
+def _cli(home: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "storytui.cli",
+        "train",
+        "pretrain",
+        "--preset",
+        "tiny",
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+        "--batch-size",
+        "2",
+        *args,
+    ]
+
+
+def test_sigint_saves_and_resume_matches_an_uninterrupted_run(storytui_home):
+    train_corpus.write_books()
+    steps = 30
+    env = {**os.environ, "STORYTUI_HOME": str(storytui_home), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        _cli(storytui_home, "--out", "sig", "--max-steps", str(steps)),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = paths.run_dir("sig") / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and metrics.read_text().strip()):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run never logged a step"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    message = [line for line in err.splitlines() if line.strip()]
+    assert len(message) == 1 and "Stopped by SIGINT" in message[0] and "--resume" in message[0]
+    assert "Traceback" not in err
+    stopped_at = json.loads(metrics.read_text().splitlines()[-1])["step"]
+    assert 10 <= stopped_at < steps
+    state = torch.load(paths.run_dir("sig") / "latest" / "state.pt", weights_only=True)
+    assert state["step"] >= stopped_at
+    assert (paths.model_dir("sig") / "model.safetensors").is_file()  # usable at once
+
+    resumed = subprocess.run(
+        _cli(storytui_home, "--out", "sig", "--resume"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Done: {steps} steps" in resumed.stdout
+
+    reference = train(train_corpus.pretrain("ref", steps=steps, batch_size=2, block_size=None))
+    assert reference.steps == steps
+    _assert_same_weights(paths.run_dir("ref") / "latest", paths.run_dir("sig") / "latest")

@@ -1,0 +1,157 @@
+"""What a training run shows: the plan before it starts, then live progress and eval lines.
+
+In a terminal a rich progress bar carries loss, learning rate, tokens/s, MFU (CUDA) and ETA;
+when the output is a file or a pipe, the same figures go out as one plain line per log step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The arithmetic of a run, printed before the first step."""
+
+    name: str
+    stage: str
+    preset: str
+    recipe: str
+    n_params: int
+    device: str
+    world_size: int
+    precision: str
+    precision_note: str
+    compiled: bool
+    batch_size: int
+    block_size: int
+    grad_accum: int  # micro-batches per step on each process
+    tokens_per_step: int
+    steps: int
+    start_step: int
+    warmup_steps: int
+    lr: float
+    min_lr: float
+    step_seconds: float  # measured
+    eval_seconds: float  # estimated, all evaluations of the remaining steps together
+    time_budget_s: float | None
+    train_tokens: int | None  # size of the training split, when the data says
+
+    @property
+    def total_tokens(self) -> int:
+        return self.steps * self.tokens_per_step
+
+    @property
+    def estimated_seconds(self) -> float:
+        return (self.steps - self.start_step) * self.step_seconds + self.eval_seconds
+
+
+def hms(seconds: float) -> str:
+    return str(dt.timedelta(seconds=round(max(0.0, seconds))))
+
+
+def count(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def print_plan(console: Console, plan: Plan) -> None:
+    processes = f" × {plan.world_size} processes" if plan.world_size > 1 else ""
+    lines = [
+        f"[bold]{plan.stage} {plan.name}[/]: preset {plan.preset}, recipe {plan.recipe}, "
+        f"{plan.n_params:,} parameters",
+        f"  device      {plan.device}{processes}, {plan.precision} ({plan.precision_note})"
+        + (", torch.compile" if plan.compiled else ""),
+        f"  per step    {plan.tokens_per_step:,} tokens = {plan.batch_size} sequences × "
+        f"{plan.block_size} tokens × {plan.grad_accum} micro-batches{processes}",
+        f"  schedule    {plan.steps:,} steps, warmup {plan.warmup_steps:,}, "
+        f"lr {plan.lr:.2e} → {plan.min_lr:.2e} (cosine)",
+        f"  tokens      {plan.total_tokens:,} in total"
+        + (
+            f" ({plan.total_tokens / plan.train_tokens:.1f} epochs of {plan.train_tokens:,})"
+            if plan.train_tokens
+            else ""
+        ),
+        f"  estimate    {hms(plan.estimated_seconds)} on this device "
+        f"({plan.step_seconds:.3g} s/step measured, {hms(plan.eval_seconds)} of evaluation)",
+    ]
+    if plan.start_step:
+        lines.append(f"  resuming    at step {plan.start_step:,}")
+    if plan.time_budget_s:
+        lines.append(f"  budget      {hms(plan.time_budget_s)} (steps fitted to it)")
+    for line in lines:
+        console.print(line, highlight=False)
+
+
+class TrainProgress:
+    """A live bar in a terminal, plain log lines elsewhere; silent on ranks other than 0."""
+
+    def __init__(self, console: Console, total: int, start: int, enabled: bool = True) -> None:
+        self.console = console
+        self.total = total
+        self.enabled = enabled
+        self.live = enabled and console.is_terminal
+        self._progress: Progress | None = None
+        self._task = None
+        self._start = start
+
+    def __enter__(self) -> TrainProgress:
+        if self.live:
+            self._progress = Progress(
+                TextColumn("[bold]step"),
+                MofNCompleteColumn(),
+                BarColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                "train", total=self.total, completed=self._start, stats=""
+            )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(
+        self,
+        step: int,
+        loss: float,
+        lr: float,
+        tokens_per_s: float,
+        mfu: float | None,
+        eta_s: float,
+    ) -> None:
+        if not self.enabled:
+            return
+        stats = f"loss {loss:.4f}  lr {lr:.2e}  {count(tokens_per_s)} tok/s"
+        if mfu is not None:
+            stats += f"  MFU {mfu * 100:.1f}%"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, stats=stats)
+        else:
+            self.console.print(
+                f"step {step:,}/{self.total:,}  {stats}  ETA {hms(eta_s)}", highlight=False
+            )
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(text, highlight=False)
