@@ -70,8 +70,7 @@ def wrap(model: nn.Module, context: DistContext, device: torch.device) -> nn.Mod
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [device.index] if device.type == "cuda" else None
-    # rotary tables are constant buffers: nothing to broadcast every step
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    return DistributedDataParallel(model, device_ids=device_ids)
 
 
 @contextlib.contextmanager
@@ -115,3 +114,21 @@ def gather(obj: object, context: DistContext) -> list[object]:
 def barrier(context: DistContext) -> None:
     if context.enabled:
         dist.barrier()
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A hash of every parameter's bytes: equal on all ranks unless they have drifted apart."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        digest.update(name.encode())
+        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def ranks_agree(model: nn.Module, context: DistContext) -> bool:
+    """True when every rank holds bit-identical weights (checked once, at the end of a run)."""
+    if not context.enabled:
+        return True
+    return len(set(gather(weights_fingerprint(model), context))) == 1

@@ -222,7 +222,7 @@ class StopSignals:
 
 def train(spec: RunSpec, console: Console | None = None) -> RunResult:
     """Run (or resume) ``spec`` to its end or until stopped; rank 0 reports and saves."""
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # long log lines stay whole in files
     device = resolve_device(spec.device, int(os.environ.get("LOCAL_RANK", "0")))
     context = distributed.init_from_env(device.type)
     try:
@@ -568,6 +568,11 @@ class _Run:
                     self._save_latest()
             if stopped_by != "done" and self.main and not paths.model_dir(spec.name).exists():
                 self._save_model(self.last_eval)
+        if context.enabled:
+            if not distributed.ranks_agree(self.raw, context):
+                raise StoryError("the processes ended with different weights; do not use this run")
+            if self.main:
+                self.console.print(f"All {context.world_size} processes hold identical weights.")
         distributed.barrier(context)
         final = self.last_eval
         return RunResult(
