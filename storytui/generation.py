@@ -18,13 +18,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from storytui.model import KVCache
+from storytui.precision import DEFAULT_PRECISION, PRECISIONS, kv_cache_dtype, prepare_model
 from storytui.sampling import SamplerState, SamplingSettings, choose_token
 from storytui.story_format import StoryTemplate, format_story
 from storytui.tokenizer import Tokenizer
 
-PRECISIONS = ("fp32", "bf16", "int8")
-# Chosen by bench/bench_generate.py: see the README table.
-DEFAULT_PRECISION = "fp32"
+__all__ = [
+    "DEFAULT_PRECISION",
+    "PRECISIONS",
+    "Alternative",
+    "GenerationStats",
+    "Generator",
+    "TokenEvent",
+    "prepare_model",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class TokenEvent:
 @dataclass
 class GenerationStats:
     context_tokens: int = 0
+    reused_tokens: int = 0  # context tokens whose keys and values came from the previous call
     new_tokens: int = 0
     prefill_seconds: float = 0.0
     first_token_seconds: float = 0.0
@@ -68,18 +77,22 @@ class _Context:
     tail: list[int] = field(default_factory=list)
 
 
-def prepare_model(model: nn.Module, precision: str) -> nn.Module:
-    """Return the model in the requested CPU precision (a copy for int8)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
-    model = model.eval()
-    if precision == "bf16":
-        return model.to(torch.bfloat16)
-    if precision == "int8":
-        from torch.ao.quantization import quantize_dynamic
+@dataclass
+class _Prefix:
+    """What the KV cache holds after a call, so the next one only encodes what changed.
 
-        return quantize_dynamic(model.float(), {nn.Linear}, dtype=torch.qint8)
-    return model.float()
+    A writer continues the same story again and again: the cache already holds its tokens.
+    ``logits`` belong to ``ids`` exactly (a retry with the same text is bit-for-bit the same).
+    """
+
+    cache: KVCache
+    ids: list[int]  # the encoded context
+    logits: torch.Tensor
+    fed: list[int] = field(default_factory=list)  # generated tokens fed after it
+
+    def cached_ids(self) -> list[int]:
+        """Token ids whose keys and values sit in the cache, in order."""
+        return (self.ids + self.fed)[: self.cache.length]
 
 
 class Generator:
@@ -102,6 +115,7 @@ class Generator:
         self.sliding = bool(getattr(model, "sliding_context", False))
         self.last_stats = GenerationStats()
         self._breakers: dict[tuple[str, ...], np.ndarray] = {}
+        self._prefix: _Prefix | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -114,7 +128,9 @@ class Generator:
     def generate(self, text: str, settings: SamplingSettings, **kwargs) -> str:
         return "".join(self.stream(text, settings, **kwargs))
 
-    def context_ids(self, text: str, prompt: str = "", memory: str = "") -> tuple[list[int], list[int]]:
+    def context_ids(
+        self, text: str, prompt: str = "", memory: str = ""
+    ) -> tuple[list[int], list[int]]:
         """(head, story) token ids exactly as finetuning tokenised them: header, then story."""
         formatted = format_story(text, prompt=prompt, memory=memory, template=self.template)
         head = self.tokenizer.encode(formatted.header) if formatted.header else []
@@ -132,13 +148,17 @@ class Generator:
         settings = settings.validate()
         stats = GenerationStats()
         self.last_stats = stats
-        seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**63)
+        seed = (
+            settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**63)
+        )
         stats.seed = seed
         generator = torch.Generator().manual_seed(seed)
         head, story = self.context_ids(text, prompt, memory)
         state = SamplerState(
             generator=generator,
-            breakers=self._breaker_table(settings.dry_breakers) if settings.dry_multiplier else None,
+            breakers=self._breaker_table(settings.dry_breakers)
+            if settings.dry_multiplier
+            else None,
             seed=seed,
             history=list(story),
         )
@@ -150,7 +170,7 @@ class Generator:
 
         started = decode_started = time.perf_counter()
         with torch.inference_mode():
-            cache, logits = self._prefill(context)
+            cache, logits = self._prefill(context, stats)
             stats.prefill_seconds = time.perf_counter() - started
             for step in range(settings.max_new_tokens):
                 if cancel is not None and cancel.is_set():
@@ -205,16 +225,38 @@ class Generator:
             tail = [self.tokenizer.eot]  # an empty story starts like a fresh document
         return _Context(head=head, tail=tail)
 
-    def _prefill(self, context: _Context):
-        ids = torch.tensor([context.head + context.tail], dtype=torch.long)
-        cache = self.model.new_cache(1, self.block_size, dtype=self._cache_dtype())
-        logits, _ = self.model(ids, cache=cache, last_only=True)
-        return cache, logits[0, -1].float()
+    def _prefill(self, context: _Context, stats: GenerationStats | None = None):
+        """Encode the context into a KV cache, reusing the previous call's longest common prefix."""
+        ids = context.head + context.tail
+        prefix, self._prefix = self._prefix, None
+        if prefix is not None and prefix.ids == ids and prefix.cache.length >= len(ids):
+            cache, logits, reused = prefix.cache, prefix.logits, len(ids)
+            cache.length = len(ids)
+        else:
+            if prefix is None:
+                cache, reused = (
+                    self.model.new_cache(1, self.block_size, dtype=self._cache_dtype()),
+                    0,
+                )
+            else:  # keep the shared start; at least the last token is encoded again for logits
+                cache, reused = (
+                    prefix.cache,
+                    min(_common_length(prefix.cached_ids(), ids), len(ids) - 1),
+                )
+            cache.length = reused
+            out, _ = self.model(torch.tensor([ids[reused:]]), cache=cache, last_only=True)
+            logits = out[0, -1].float()
+        if stats is not None:
+            stats.reused_tokens = reused
+        self._prefix = _Prefix(cache=cache, ids=ids, logits=logits)
+        return cache, logits
 
     def _advance(self, context: _Context, cache, token: int):
         """Feed one token; past the block size, re-encode what still fits."""
         if cache is not None and cache.length < self.block_size:
             logits, _ = self.model(torch.tensor([[token]]), cache=cache, last_only=True)
+            if self._prefix is not None and self._prefix.cache is cache:
+                self._prefix.fed.append(token)
             return cache, logits[0, -1].float()
         if self.sliding:  # learned positions: the last block, re-encoded every step
             window = (context.head + context.tail)[-self.block_size :]
@@ -226,7 +268,7 @@ class Generator:
         return self._prefill(context)
 
     def _cache_dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+        return kv_cache_dtype(self.precision)
 
     def _alternatives(self, probs: torch.Tensor, k: int) -> tuple[Alternative, ...]:
         if k <= 0:
@@ -248,6 +290,15 @@ class Generator:
             table[self.tokenizer.eot :] = True
             self._breakers[breakers] = table
         return self._breakers[breakers]
+
+
+def _common_length(a: list[int], b: list[int]) -> int:
+    """Length of the common prefix of two token lists."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def _split_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:

@@ -83,7 +83,14 @@ PRESETS: dict[str, Preset] = {
     "seed": Preset(
         "seed",
         "the original 76.9M lecture-GPT story model (GPT-2 vocabulary)",
-        256, 8, 8, 512, 2048, dropout=0.2, arch="seed", tokenizer="gpt2",
+        256,
+        8,
+        8,
+        512,
+        2048,
+        dropout=0.2,
+        arch="seed",
+        tokenizer="gpt2",
     ),
 }
 
@@ -107,7 +114,7 @@ def rotary_tables(config: ModelConfig, length: int) -> tuple[torch.Tensor, torch
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, D) queries or keys; cos/sin are (T, D/2) for the positions in x."""
+    """Rotate (..., T, D) queries and/or keys; cos/sin are (T, D/2) for the positions in x."""
     x1, x2 = x.float().chunk(2, dim=-1)
     rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
     return rotated.type_as(x)
@@ -119,12 +126,23 @@ class KVCache:
     def __init__(self, config: ModelConfig, batch: int, max_len: int, dtype, device) -> None:
         shape = (batch, config.n_head, max_len, config.head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
+        self.values = [
+            torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)
+        ]
         self.max_len = max_len
         self.length = 0
 
     def reset(self) -> None:
         self.length = 0
+
+    def append(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (B, H, T, D) keys and values after the cached ones; return all of them so far."""
+        start, end = self.length, self.length + k.size(2)
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
 class Attention(nn.Module):
@@ -145,26 +163,27 @@ class Attention(nn.Module):
         layer: int,
     ) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(qkv[:2], cos, sin)  # queries and keys in one go: fewer small ops
+        v = qkv[2]
         if cache is None:
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
             )
         else:
             start = cache.length
-            end = start + T
-            cache.keys[layer][:, :, start:end] = k
-            cache.values[layer][:, :, start:end] = v
-            k_all = cache.keys[layer][:, :, :end]
-            v_all = cache.values[layer][:, :, :end]
+            k_all, v_all = cache.append(layer, k, v)
+            q = q.to(k_all.dtype)  # a cache may hold a wider type than the weights compute in
             if T == 1:
                 y = F.scaled_dot_product_attention(q, k_all, v_all)
             elif start == 0:
                 y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True)
             else:  # a chunk after cached tokens: each query sees the past and its own prefix
-                mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(
+                    diagonal=start
+                )
                 y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+            y = y.to(x.dtype)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -226,7 +245,11 @@ class StoryModel(nn.Module):
     def new_cache(self, batch: int = 1, max_len: int | None = None, dtype=None) -> KVCache:
         weight = self.embed.weight
         return KVCache(
-            self.config, batch, max_len or self.config.block_size, dtype or weight.dtype, weight.device
+            self.config,
+            batch,
+            max_len or self.config.block_size,
+            dtype or weight.dtype,
+            weight.device,
         )
 
     def forward(
@@ -241,7 +264,7 @@ class StoryModel(nn.Module):
         With a ``cache`` the tokens are appended after the cached ones; ``last_only`` skips the
         vocabulary projection for all but the final position (prefill speed).
         """
-        B, T = idx.shape
+        T = idx.shape[1]
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"{start + T} tokens exceed the block size {self.config.block_size}")
