@@ -1,0 +1,288 @@
+"""The app's own record of what the model wrote: spans in the story, alternatives, token odds.
+
+The editor's undo history cannot describe a streamed continuation (every insert is its own step
+and only 50 are kept), so the app keeps this record instead. Each ``Continuation`` sits at a
+character offset in the story and owns every ``Variant`` generated at that spot (retries and
+picks from the token alternatives); one variant is shown at a time. Continuations stay marked
+("live") until the writer edits inside them or keeps them.
+
+All offsets are str indices into the editor's text, which always uses ``\\n`` line breaks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# Probability buckets for the colour-by-probability view: (lowest probability, mark kind).
+PROBABILITY_BUCKETS = ((0.6, "prob-high"), (0.3, "prob-mid"), (0.1, "prob-low"), (0.0, "prob-rare"))
+GENERATED = "generated"
+
+# Every character str.splitlines() breaks on: the editor turns each into a line break.
+_LINE_BREAKS = re.compile(r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def normalize_newlines(text: str) -> str:
+    """The text as the editor stores it: every line break becomes ``\\n``."""
+    return _LINE_BREAKS.sub("\n", text)
+
+
+class NewlineNormalizer:
+    """``normalize_newlines`` for a stream of pieces: a ``\\r\\n`` split across two is one break."""
+
+    def __init__(self) -> None:
+        self._after_cr = False
+
+    def push(self, piece: str) -> str:
+        if self._after_cr and piece.startswith("\n"):
+            piece = piece[1:]
+        if piece:
+            self._after_cr = piece.endswith("\r")
+        return normalize_newlines(piece)
+
+
+@dataclass(frozen=True)
+class GeneratedToken:
+    """One sampled token as it appears in a variant; ``alternatives`` are the model's top picks."""
+
+    start: int  # offset in the variant's text
+    text: str
+    prob: float
+    token: int = -1
+    alternatives: tuple[Any, ...] = ()  # storytui.generation.Alternative (token, text, prob)
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.text)
+
+
+@dataclass
+class Variant:
+    """One continuation text at a spot, token by token."""
+
+    text: str = ""
+    tokens: list[GeneratedToken] = field(default_factory=list)
+    seed: int | None = None
+
+    def add(self, text: str, prob: float, token: int = -1, alternatives: tuple = ()) -> None:
+        self.tokens.append(GeneratedToken(len(self.text), text, prob, token, alternatives))
+        self.text += text
+
+    def branch(self, index: int, replacement: GeneratedToken) -> Variant:
+        """A new variant: this one's first ``index`` tokens, then ``replacement`` in place of the rest."""
+        kept = self.tokens[:index]
+        start = kept[-1].end if kept else 0
+        variant = Variant(text=self.text[:start], tokens=list(kept))
+        variant.add(replacement.text, replacement.prob, replacement.token, replacement.alternatives)
+        return variant
+
+    def token_index_at(self, offset: int) -> int | None:
+        """Index of the visible token covering ``offset`` (an offset at the very end: the last one)."""
+        visible = [i for i, t in enumerate(self.tokens) if t.text]
+        if not visible:
+            return None
+        if offset >= len(self.text):
+            return visible[-1]
+        ends = [self.tokens[i].end for i in visible]
+        position = bisect.bisect_right(ends, offset)
+        return visible[position] if position < len(visible) else None
+
+
+@dataclass(eq=False)
+class Continuation:
+    """Everything generated at one spot of the story; ``variants[current]`` is in the text."""
+
+    start: int
+    variants: list[Variant] = field(default_factory=lambda: [Variant()])
+    current: int = 0
+    history_entry: Any = None  # the editor's undo entry that inserted the shown variant
+
+    @property
+    def variant(self) -> Variant:
+        return self.variants[self.current]
+
+    @property
+    def text(self) -> str:
+        return self.variant.text
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.variant.text)
+
+    def contains(self, offset: int) -> bool:
+        return self.start <= offset <= self.end
+
+
+@dataclass(frozen=True)
+class Mark:
+    start: int
+    end: int
+    kind: str  # GENERATED or one of the probability bucket kinds
+
+
+class ContinuationLog:
+    """The live (marked) continuations in story order of creation, plus recently undone ones."""
+
+    MAX_UNDONE = 50
+
+    def __init__(self) -> None:
+        self.live: list[Continuation] = []
+        self.undone: list[Continuation] = []
+
+    # ------------------------------------------------------------------ lookup
+
+    def target(self, offset: int) -> Continuation | None:
+        """The continuation the writer means: the newest one around ``offset``, else the newest."""
+        for continuation in reversed(self.live):
+            if continuation.contains(offset):
+                return continuation
+        return self.live[-1] if self.live else None
+
+    def token_at(self, offset: int) -> tuple[Continuation, int] | None:
+        """(continuation, token index) of the generated token under ``offset``."""
+        for continuation in reversed(self.live):
+            if continuation.contains(offset) and continuation.text:
+                index = continuation.variant.token_index_at(offset - continuation.start)
+                if index is not None:
+                    return continuation, index
+        return None
+
+    # ------------------------------------------------------------------ changes made by the app
+
+    def begin(self, start: int) -> Continuation:
+        continuation = Continuation(start)
+        self.live.append(continuation)
+        return continuation
+
+    def replaced(self, start: int, end: int, new_length: int, owner: Continuation | None) -> None:
+        """The story's ``[start, end)`` now holds ``new_length`` characters written by the app.
+
+        ``owner`` is the continuation whose text changed (the caller updates its variant);
+        others after the change move with it, others overlapping it count as edited.
+        """
+        delta = new_length - (end - start)
+        for continuation in list(self.live):
+            if continuation is owner:
+                continue
+            if continuation.start >= end:
+                continuation.start += delta
+            elif continuation.end > start and continuation.start < end:
+                self.live.remove(continuation)
+
+    def keep_all(self) -> int:
+        """Accept every live continuation: unmark it and forget its alternatives."""
+        count = len(self.live)
+        self.live.clear()
+        self.undone.clear()
+        return count
+
+    def clear(self) -> None:
+        self.live.clear()
+        self.undone.clear()
+
+    # ------------------------------------------------------------------ changes made by the writer
+
+    def writer_edit(self, old: str, new: str) -> None:
+        """Follow an edit the writer made (typing, paste, undo, redo) from ``old`` to ``new``.
+
+        Removing exactly a continuation (undo) files it as undone; putting exactly that text
+        back at its spot (redo) brings it back with its alternatives. Other continuations move
+        with the text, and one the edit touches counts as edited by the writer: no longer marked.
+        """
+        if old == new:
+            return
+        growth = len(new) - len(old)
+        for continuation in reversed(self.live):
+            size = continuation.end - continuation.start
+            a, b = continuation.start, continuation.end
+            if size and growth == -size and new[:a] == old[:a] and new[a:] == old[b:]:
+                self.live.remove(continuation)
+                self._shift(b, -size)
+                self.undone.append(continuation)
+                del self.undone[: -self.MAX_UNDONE]
+                return
+        for continuation in reversed(self.undone):
+            size = len(continuation.text)
+            a = continuation.start
+            if (
+                size
+                and growth == size
+                and new[:a] == old[:a]
+                and new.startswith(continuation.text, a)
+                and new[a + size :] == old[a:]
+            ):
+                self.undone.remove(continuation)
+                self._shift(a, size)
+                self.live.append(continuation)
+                return
+        prefix = _common_prefix(old, new)
+        suffix = _common_suffix(old, new, limit=min(len(old), len(new)) - prefix)
+        old_end = len(old) - suffix
+        for continuation in list(self.live):
+            if continuation.end <= prefix:
+                continue  # before the edit (typing right after a continuation leaves it whole)
+            if continuation.start >= old_end:
+                continuation.start += growth
+            else:
+                self.live.remove(continuation)
+        self.undone.clear()
+
+    def _shift(self, from_offset: int, delta: int) -> None:
+        for continuation in self.live:
+            if continuation.start >= from_offset:
+                continuation.start += delta
+
+    # ------------------------------------------------------------------ display
+
+    def marks(self, by_probability: bool) -> list[Mark]:
+        """Character ranges to highlight, sorted by start."""
+        marks: list[Mark] = []
+        for continuation in self.live:
+            if not continuation.text:
+                continue
+            if not by_probability:
+                marks.append(Mark(continuation.start, continuation.end, GENERATED))
+                continue
+            for token in continuation.variant.tokens:
+                if token.text:
+                    marks.append(
+                        Mark(
+                            continuation.start + token.start,
+                            continuation.start + token.end,
+                            probability_kind(token.prob),
+                        )
+                    )
+        marks.sort(key=lambda mark: mark.start)
+        return marks
+
+
+def probability_kind(prob: float) -> str:
+    for floor, kind in PROBABILITY_BUCKETS:
+        if prob >= floor:
+            return kind
+    return PROBABILITY_BUCKETS[-1][1]
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix, by bisection over C-speed slice compares."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    low, high = 0, max(limit, 0)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[len(a) - middle :] == b[len(b) - middle :]:
+            low = middle
+        else:
+            high = middle - 1
+    return low

@@ -1,0 +1,129 @@
+"""Small modal questions: save/discard/cancel, a file path, a token's alternatives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList
+from textual.widgets.option_list import Option
+
+
+class AskChoice(ModalScreen[str]):
+    """A question with a few answers; dismisses with the chosen answer's id ("cancel" on Esc).
+
+    Each answer's first letter is its key, e.g. ``s`` for Save and ``d`` for Discard.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "choose('cancel')", "Cancel")]
+
+    def __init__(self, question: str, answers: tuple[tuple[str, str, str], ...]) -> None:
+        """``answers``: (id, label, button variant) triples."""
+        super().__init__()
+        self.question = question
+        self.answers = answers
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, classes="dialog-title")
+            with Horizontal(classes="dialog-buttons"):
+                for answer_id, label, variant in self.answers:
+                    yield Button(label, id=answer_id, variant=variant)
+
+    def on_key(self, event) -> None:
+        for answer_id, label, _variant in self.answers:
+            if event.key == label[0].lower():
+                event.stop()
+                self.dismiss(answer_id)
+                return
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "cancel")
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)
+
+
+SAVE_DISCARD_CANCEL = (
+    ("save", "Save", "primary"),
+    ("discard", "Discard", "error"),
+    ("cancel", "Cancel", "default"),
+)
+DISCARD_CANCEL = (("discard", "Discard", "error"), ("cancel", "Cancel", "default"))
+OVERWRITE_CANCEL = (("overwrite", "Overwrite", "warning"), ("cancel", "Cancel", "default"))
+
+
+class AskPath(ModalScreen["Path | None"]):
+    """Ask for a file path; an empty answer means "the draft" where ``allow_empty``."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self, title: str, value: str = "", hint: str = "", allow_empty: bool = False
+    ) -> None:
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.hint = hint
+        self.allow_empty = allow_empty
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Input(self.value, placeholder="path/to/story.txt", id="path")
+            yield Label(self.hint, classes="dialog-hint")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        value = event.value.strip()
+        if not value and not self.allow_empty:
+            self.query_one(".dialog-hint", Label).update("Type a file name, or Esc to cancel.")
+            return
+        self.dismiss(Path(value).expanduser() if value else Path())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TokenAlternatives(ModalScreen["int | None"]):
+    """The model's top choices at one position; dismisses with the chosen index."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, chosen_text: str, chosen_prob: float, alternatives: tuple) -> None:
+        super().__init__()
+        self.chosen_text = chosen_text
+        self.chosen_prob = chosen_prob
+        self.alternatives = alternatives
+
+    def compose(self) -> ComposeResult:
+        options = [
+            Option(f"{alt.prob:6.1%}  {_visible(alt.text)}", id=str(index))
+            for index, alt in enumerate(self.alternatives)
+        ]
+        with Vertical(classes="dialog"):
+            yield Label(
+                f"The model wrote {_visible(self.chosen_text)} ({self.chosen_prob:.1%}). "
+                "Pick another token to continue from it:",
+                classes="dialog-title",
+            )
+            yield OptionList(*options, id="alternatives")
+            yield Label("Enter picks, Esc cancels.", classes="dialog-hint")
+
+    @on(OptionList.OptionSelected)
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(int(event.option.id or 0))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def _visible(text: str) -> str:
+    """A token's text with its spaces and line breaks made visible, in quotes."""
+    return "“" + text.replace("\n", "⏎").replace("\t", "⇥").replace("[", "\\[") + "”"

@@ -1,0 +1,199 @@
+"""The story editor: a soft-wrapping TextArea that marks generated text and reports edits.
+
+What it adds to Textual's TextArea:
+
+* ``marks``: character ranges drawn with the ``story-editor--*`` component styles (generated
+  text, or its tokens coloured by probability), applied through ``get_line``.
+* ``on_writer_edit(old, new)``: called after every change the writer makes (typing, paste,
+  undo, redo) so the app can keep its continuation record in step with the text.
+* ``app_edit()``: a block in which the app changes the text itself; those changes are not
+  reported and, unless asked, not recorded in the undo history. The app records each finished
+  continuation as one undo step, so ctrl+z removes a whole continuation at once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.geometry import Offset
+from textual.widgets import TextArea
+from textual.widgets.text_area import Edit, EditHistory, Location
+
+from storytui.tui.continuations import Mark
+
+MARK_STYLES = ("generated", "prob-high", "prob-mid", "prob-low", "prob-rare")
+
+
+@dataclass
+class _PausableHistory(EditHistory):
+    """Textual's undo history, with a switch to leave the app's own edits out of it."""
+
+    paused: bool = field(default=False, init=False)
+
+    def record(self, edit: Edit) -> None:
+        if not self.paused:
+            super().record(edit)
+
+
+class StoryEditor(TextArea):
+    """The story text; see the module docstring for what it adds to TextArea."""
+
+    COMPONENT_CLASSES = TextArea.COMPONENT_CLASSES | {f"story-editor--{s}" for s in MARK_STYLES}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+z", "undo", "Undo", tooltip="Undo typing, or a whole continuation"),
+        Binding("ctrl+y", "redo", "Redo", show=False),
+    ]
+
+    def __init__(
+        self,
+        text: str = "",
+        *,
+        on_writer_edit: Callable[[str, str], None] | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            text,
+            soft_wrap=True,
+            tab_behavior="focus",
+            highlight_cursor_line=False,
+            show_line_numbers=False,
+            **kwargs,
+        )
+        self.history = _PausableHistory(
+            max_checkpoints=self.history.max_checkpoints,
+            checkpoint_timer=self.history.checkpoint_timer,
+            checkpoint_max_characters=self.history.checkpoint_max_characters,
+        )
+        self.on_writer_edit = on_writer_edit
+        self.marks: list[Mark] = []
+        self._mark_starts: list[int] = []
+        self._snapshot = self.text
+        self._app_edit_depth = 0
+        self._line_starts: list[int] | None = None
+        self._hold_scroll = False
+
+    # ------------------------------------------------------------------ change tracking
+
+    def edit(self, edit: Edit) -> object:
+        result = super().edit(edit)
+        self._text_changed()
+        return result
+
+    def undo(self) -> None:
+        if self.read_only:
+            return  # the app is writing: its text is not in the history yet
+        super().undo()
+        self._text_changed()
+
+    def redo(self) -> None:
+        if self.read_only:
+            return
+        super().redo()
+        self._text_changed()
+
+    def load_text(self, text: str) -> None:
+        super().load_text(text)
+        self._line_starts = None
+        self._snapshot = self.text
+
+    def _text_changed(self) -> None:
+        self._line_starts = None
+        if self._app_edit_depth:
+            return
+        old, new = self._snapshot, self.text
+        self._snapshot = new
+        if old != new and self.on_writer_edit is not None:
+            self.on_writer_edit(old, new)
+
+    @contextlib.contextmanager
+    def app_edit(self, *, record: bool = False, follow: bool = True) -> Iterator[None]:
+        """Changes made inside are the app's: unreported, and unrecorded unless ``record``.
+
+        With ``follow=False`` the view does not scroll to the cursor, so a writer who scrolled
+        away while the model writes stays where they are.
+        """
+        self._app_edit_depth += 1
+        paused, self.history.paused = self.history.paused, not record
+        hold, self._hold_scroll = self._hold_scroll, not follow
+        try:
+            yield
+        finally:
+            self.history.paused = paused
+            self._hold_scroll = hold
+            self._app_edit_depth -= 1
+            self._snapshot = self.text
+
+    def scroll_cursor_visible(self, center: bool = False, animate: bool = False) -> Offset:
+        if self._hold_scroll:
+            return Offset()
+        return super().scroll_cursor_visible(center, animate)
+
+    # ------------------------------------------------------------------ offsets
+
+    def _starts(self) -> list[int]:
+        if self._line_starts is None:
+            starts, total = [], 0
+            for line in self.document.lines:
+                starts.append(total)
+                total += len(line) + 1
+            self._line_starts = starts
+        return self._line_starts
+
+    def index_of(self, location: Location) -> int:
+        row, column = location
+        return self._starts()[row] + column
+
+    def location_of(self, index: int) -> Location:
+        starts = self._starts()
+        row = max(bisect.bisect_right(starts, index) - 1, 0)
+        return row, min(index - starts[row], len(self.document.lines[row]))
+
+    @property
+    def cursor_index(self) -> int:
+        return self.index_of(self.cursor_location)
+
+    def replace_span(self, start: int, end: int, text: str) -> Edit:
+        """Replace characters ``[start, end)`` (call inside ``app_edit``); returns the edit."""
+        edit = Edit(text, self.location_of(start), self.location_of(end), True)
+        self.edit(edit)
+        return edit
+
+    def undo_entry_on_top(self, entry: object) -> bool:
+        """Is ``entry`` alone in the newest undo step (nothing edited since it)?"""
+        stack = self.history.undo_stack
+        return bool(stack) and len(stack[-1]) == 1 and stack[-1][0] is entry
+
+    def undo_quietly(self) -> None:
+        """Undo the newest step as an app change (not reported to ``on_writer_edit``)."""
+        with self.app_edit(record=True):
+            super().undo()
+            self._line_starts = None
+
+    # ------------------------------------------------------------------ marks
+
+    def set_marks(self, marks: list[Mark]) -> None:
+        self.marks = marks
+        self._mark_starts = [mark.start for mark in marks]
+        self.notify_style_update()  # drops the line cache so every line is drawn again
+        self.refresh()
+
+    def get_line(self, line_index: int):
+        line = super().get_line(line_index)
+        if not self.marks:
+            return line
+        start = self._starts()[line_index]
+        end = start + len(line.plain)
+        first = max(bisect.bisect_right(self._mark_starts, start) - 1, 0)
+        for mark in self.marks[first:]:
+            if mark.start >= end:
+                break
+            if mark.end <= start:
+                continue
+            style = self.get_component_rich_style(f"story-editor--{mark.kind}")
+            line.stylize(style, max(mark.start - start, 0), min(mark.end, end) - start)
+        return line

@@ -1,0 +1,61 @@
+"""Helpers for driving the app with Textual's pilot in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from storytui.sampling import SamplingSettings
+from storytui.session import load_generator
+from storytui.tui.app import LOADING, StoryApp
+from storytui.tui.continuations import normalize_newlines
+from storytui.tui.settings_store import AppSettings, save_settings
+
+SIZE = (100, 30)
+
+
+def run(coroutine) -> None:
+    asyncio.run(coroutine)
+
+
+def use_sampling(**changes) -> SamplingSettings:
+    """Save sampling settings for the next app, as a writer's earlier session would have."""
+    settings = SamplingSettings(**changes).validate()
+    save_settings(AppSettings(sampling=settings.to_json(), preset="custom"))
+    return settings
+
+
+def expected_continuation(context: str, settings: SamplingSettings, **kwargs) -> str:
+    """What the tiny model writes for ``context``, as the editor stores it."""
+    return normalize_newlines(load_generator("tiny-test").generate(context, settings, **kwargs))
+
+
+async def wait_for(
+    pilot, predicate: Callable[[], bool], timeout: float = 60, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await pilot.pause(0.02)
+
+
+async def wait_ready(app: StoryApp, pilot) -> None:
+    await wait_for(
+        pilot, lambda: app.model_state != LOADING and app.sampling is not None, what="model"
+    )
+
+
+async def continue_story(app: StoryApp, pilot, key: str = "f5") -> None:
+    """Press ``key`` and wait until the continuation is finished and recorded."""
+    before = app.last_stats
+    await pilot.press(key)
+    await wait_for(
+        pilot, lambda: app.last_stats is not before and app.job is None, what="continuation"
+    )
+    await pilot.pause()
+
+
+def new_app(file=None) -> StoryApp:
+    return StoryApp(file, cursor_blink=False)
