@@ -41,6 +41,7 @@ from trainer.throughput import (
 )
 
 # Why a run ended; ranks agree on the highest-ranked reason any of them has.
+FUSED_ADAMW_DEVICES = ("cuda",)  # on the CPU the bench measures no consistent gain
 STOP_REASONS = ("done", "time budget", "halt", "SIGTERM", "SIGINT")
 
 
@@ -69,17 +70,20 @@ class EvalResult:
 
 
 def make_optimizer(
-    model: nn.Module, hp: Hyperparameters, device: torch.device
+    model: nn.Module, hp: Hyperparameters, device: torch.device, fused: bool | None = None
 ) -> torch.optim.AdamW:
-    """AdamW with weight decay on 2-D weights only (not norms); fused kernels on CUDA."""
+    """AdamW with weight decay on 2-D weights only (not norms); fused kernels on CUDA.
+
+    ``fused`` None picks the fused kernel where bench/bench_train.py measured it faster.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": hp.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(
-        groups, lr=hp.lr, betas=hp.betas, fused=True if device.type == "cuda" else None
-    )
+    if fused is None:
+        fused = device.type in FUSED_ADAMW_DEVICES
+    return torch.optim.AdamW(groups, lr=hp.lr, betas=hp.betas, fused=fused or None)
 
 
 class TrainStep:

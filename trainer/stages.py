@@ -93,11 +93,11 @@ def _storytui(batch: int, accum: int, lr: float, steps: int, warmup: int, **kw) 
 STORYTUI_DEFAULTS: dict[tuple[str, str], Hyperparameters] = {
     ("pretrain", "tiny"): _storytui(8, 1, 3e-3, 300, 20, eval_every=100, eval_batches=4),
     ("pretrain", "small"): _storytui(8, 2, 1e-3, 1200, 100, eval_every=200, eval_batches=16),
-    ("pretrain", "colab"): _storytui(16, 4, 6e-4, 5000, 250, eval_every=500, eval_batches=40),
+    ("pretrain", "colab"): _storytui(16, 4, 6e-4, 3000, 200, eval_every=250, eval_batches=40),
     ("pretrain", "seed"): _storytui(32, 2, 6e-4, 3000, 150, eval_every=500, eval_batches=20),
     ("finetune", "tiny"): _storytui(8, 1, 1e-3, 100, 10, eval_every=50, eval_batches=4),
     ("finetune", "small"): _storytui(8, 1, 3e-4, 1000, 50, eval_every=200, eval_batches=16),
-    ("finetune", "colab"): _storytui(8, 4, 2e-4, 800, 50, eval_every=200, eval_batches=40),
+    ("finetune", "colab"): _storytui(8, 4, 2e-4, 1500, 50, eval_every=250, eval_batches=40),
     ("finetune", "seed"): _storytui(16, 1, 1e-4, 2000, 50, eval_every=250, eval_batches=20),
 }
 
