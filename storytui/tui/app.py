@@ -25,6 +25,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TextArea
@@ -216,12 +217,13 @@ class StoryApp(App[None]):
         self.set_interval(0.5, self._refresh_status_if_dirty)
         self._refresh_status()
 
-    def _notice(self, text: str, severity: str = "warning") -> None:
-        """A one-line message under the story that stays until replaced, plus a toast."""
+    def _notice(self, text: str, severity: str = "warning", toast: bool = True) -> None:
+        """A one-line message under the story that stays until replaced (and a toast)."""
         self.notices.append(text)
-        self._notice_line.update(text)
+        self._notice_line.update(Content(text))
         self._notice_line.set_class(True, "-visible")
-        self.notify(text, severity=severity, timeout=8)
+        if toast:
+            self.notify(text, severity=severity, timeout=8, markup=False)
 
     def _clear_notice(self) -> None:
         self._notice_line.update("")
@@ -294,7 +296,7 @@ class StoryApp(App[None]):
         else:
             self.model_state = READY  # a failed switch keeps the model we had
         if message.notice:
-            self._notice(message.notice)
+            self._notice(message.notice, toast=message.generator is not None)
         if message.error:
             self._notice(message.error, severity="error")
         self._status_dirty = True
@@ -318,7 +320,7 @@ class StoryApp(App[None]):
 
     def action_continue(self) -> None:
         if reason := self._why_not_generate():
-            self.notify(reason, severity="warning")
+            self.notify(reason, severity="warning", markup=False)
             return
         continuation = self.continuations.begin(self.editor.cursor_index)
         self._start_job(continuation, continuation.variant, base="")
@@ -330,7 +332,7 @@ class StoryApp(App[None]):
 
     def _target_or_say(self, message: str) -> Continuation | None:
         if reason := self._why_not_generate():
-            self.notify(reason, severity="warning")
+            self.notify(reason, severity="warning", markup=False)
             return None
         continuation = self.continuations.target(self.editor.cursor_index)
         if continuation is None:
@@ -638,7 +640,7 @@ class StoryApp(App[None]):
         remove_story_copy(recovery_path(path))
         self.path, self.saved, self.autosaved = path, story, story
         self._remember_file()
-        self.notify(f"saved {path.name}")
+        self.notify(f"saved {path.name}", markup=False)
         self._status_dirty = True
         self._refresh_status()
         return True

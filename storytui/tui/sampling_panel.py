@@ -28,13 +28,13 @@ class Field:
 
 
 FIELDS: tuple[Field, ...] = (
-    Field("temperature", "Temperature", float, "0 = always the likeliest token"),
+    Field("temperature", "Temperature", float, "0 = greedy"),
     Field("top_k", "Top-k", int, "0 = off"),
     Field("top_p", "Top-p", float, "1 = off"),
     Field("min_p", "Min-p", float, "0 = off"),
     Field("repetition_penalty", "Repetition penalty", float, "1 = off"),
     Field("dry_multiplier", "DRY multiplier", float, "0 = off"),
-    Field("max_new_tokens", "Max new tokens", int, "per continuation"),
+    Field("max_new_tokens", "Max new tokens", int, "per go"),
 )
 CUSTOM = "custom"
 
@@ -86,9 +86,18 @@ class SidePanel(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Label("Prompt", classes="panel-heading")
-        yield Input(self._prompt, placeholder="a premise, e.g. [WP] The moon is late", id="prompt")
+        yield Input(
+            self._prompt, placeholder="a premise: The moon is late", id="prompt", compact=True
+        )
         yield Label("Memory / author's note", classes="panel-heading")
-        yield TextArea(self._memory, id="memory", soft_wrap=True, tab_behavior="focus")
+        yield TextArea(
+            self._memory,
+            id="memory",
+            soft_wrap=True,
+            tab_behavior="focus",
+            highlight_cursor_line=False,
+            compact=True,
+        )
         yield Label("Sampling", classes="panel-heading")
         yield Label("loading…", id="sampling-loading", classes="field-hint")
 
@@ -128,19 +137,24 @@ class SidePanel(VerticalScroll):
                 value=preset if preset in presets else CUSTOM,
                 allow_blank=False,
                 id="preset",
+                compact=True,
             ),
         ]
         for field in FIELDS:
             widgets += [
                 Label(f"{field.label} ({field.hint})", classes="field-label"),
-                Input(format_value(getattr(settings, field.attr)), id=f"field-{field.attr}"),
-                Label("", id=f"error-{field.attr}", classes="field-error"),
+                Input(
+                    format_value(getattr(settings, field.attr)),
+                    id=f"field-{field.attr}",
+                    compact=True,
+                ),
+                Label("", id=f"error-{field.attr}", classes="field-error -empty"),
             ]
         seed = "" if settings.seed is None else str(settings.seed)
         widgets += [
             Label("Seed (empty = random each time)", classes="field-label"),
-            Input(seed, placeholder="random", id="field-seed"),
-            Label("", id="error-seed", classes="field-error"),
+            Input(seed, placeholder="random", id="field-seed", compact=True),
+            Label("", id="error-seed", classes="field-error -empty"),
             Label("", id="last-seed", classes="field-hint"),
         ]
         self.mount_all(widgets)
@@ -195,5 +209,7 @@ class SidePanel(VerticalScroll):
         return CUSTOM
 
     def _show_error(self, attr: str, message: str) -> None:
-        self.query_one(f"#error-{attr}", Label).update(message)
+        error = self.query_one(f"#error-{attr}", Label)
+        error.update(message)
+        error.set_class(not message, "-empty")
         self.query_one(f"#field-{attr}", Input).set_class(bool(message), "-invalid")

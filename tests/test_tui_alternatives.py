@@ -1,0 +1,152 @@
+"""Retry, alternatives, token alternatives and undo of whole continuations.
+
+Driven through Textual's pilot with a tiny random model.
+"""
+
+from __future__ import annotations
+
+from storytui.tui.dialogs import TokenAlternatives
+from tests.tui_pilot import (
+    SIZE,
+    continue_story,
+    expected_continuation,
+    new_app,
+    run,
+    use_sampling,
+    wait_for,
+    wait_ready,
+)
+
+OPENING = "The lighthouse keeper"
+
+
+def test_retry_keeps_alternatives_and_cycles_through_them(tiny_checkpoint):
+    use_sampling(max_new_tokens=10)  # seed None: every retry draws a new seed
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING)
+            await continue_story(app, pilot)
+            first = app.editor.text
+            await continue_story(app, pilot, key="ctrl+r")
+            second = app.editor.text
+            continuation = app.continuations.live[-1]
+            assert len(continuation.variants) == 2 and continuation.current == 1
+            assert second != first and second.startswith(OPENING)
+            assert continuation.variants[0].seed != continuation.variants[1].seed
+            assert "alt 2/2" in app.status_text()
+            await pilot.press("f3")
+            assert app.editor.text == first
+            await pilot.press("f4")
+            assert app.editor.text == second
+            await pilot.press("alt+left")
+            assert app.editor.text == first
+            # one undo step removes whichever alternative is shown
+            await pilot.press("ctrl+z")
+            assert app.editor.text == OPENING
+            await pilot.press("ctrl+y")
+            assert app.editor.text == first and app.continuations.live
+            await pilot.press("ctrl+t")
+            assert not app.continuations.live and app.editor.marks == []
+            assert app.editor.text == first
+
+    run(scenario())
+
+
+def test_retry_with_a_fixed_seed_repeats_itself(tiny_checkpoint):
+    use_sampling(seed=21, max_new_tokens=8)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING)
+            await continue_story(app, pilot)
+            first = app.editor.text
+            await continue_story(app, pilot, key="ctrl+r")
+            assert app.editor.text == first
+
+    run(scenario())
+
+
+def test_undo_removes_a_whole_continuation_and_typing_undo_still_works(tiny_checkpoint):
+    use_sampling(seed=2, max_new_tokens=30)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*"Hello")
+            await continue_story(app, pilot)
+            continued = app.editor.text
+            assert len(app.continuations.live[-1].variant.tokens) == 30
+            await pilot.press("ctrl+z")
+            assert app.editor.text == "Hello"
+            assert not app.continuations.live and app.editor.marks == []
+            await pilot.press("ctrl+y")
+            assert app.editor.text == continued
+            assert app.continuations.live and app.editor.marks
+            # typing after a continuation is undone first, then the continuation
+            await pilot.press(*" yes")
+            await pilot.press("ctrl+z")
+            assert app.editor.text == continued
+            await pilot.press("ctrl+z")
+            assert app.editor.text == "Hello"
+            await pilot.press("ctrl+z")
+            assert app.editor.text == ""
+
+    run(scenario())
+
+
+def test_editing_inside_a_continuation_unmarks_it(tiny_checkpoint):
+    use_sampling(seed=4, max_new_tokens=10)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*"Hi ")
+            await continue_story(app, pilot)
+            await pilot.press("home")  # typing before it moves it along
+            await pilot.press(*">> ")
+            continuation = app.continuations.live[-1]
+            assert continuation.start == len(">> Hi ")
+            assert app.editor.text[continuation.start :] == continuation.text
+            app.editor.move_cursor(app.editor.location_of(continuation.start + 2))
+            await pilot.press("x")
+            assert not app.continuations.live and app.editor.marks == []
+
+    run(scenario())
+
+
+def test_token_alternatives_replace_the_text_and_continue(tiny_checkpoint):
+    settings = use_sampling(seed=13, max_new_tokens=10)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING)
+            await continue_story(app, pilot)
+            continuation = app.continuations.live[-1]
+            original = continuation.variant
+            token = next(t for t in original.tokens[2:] if t.text)
+            index = original.tokens.index(token)
+            app.editor.move_cursor(app.editor.location_of(continuation.start + token.start))
+            await pilot.press("f9")
+            await wait_for(pilot, lambda: isinstance(app.screen, TokenAlternatives))
+            await pilot.press("down", "enter")
+            await wait_for(pilot, lambda: app.job is None and len(continuation.variants) == 2)
+            await pilot.pause()
+            picked = token.alternatives[1]
+            prefix = original.text[: token.start] + picked.text
+            assert continuation.variant.text.startswith(prefix)
+            assert continuation.variant.tokens[index].text == picked.text
+            tail = expected_continuation(OPENING + prefix, settings)
+            assert app.editor.text == OPENING + prefix + tail
+            await pilot.press("f3")  # the original stays an alternative
+            assert app.editor.text == OPENING + original.text
+
+    run(scenario())

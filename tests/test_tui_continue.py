@@ -1,0 +1,166 @@
+"""Continuing a story: streaming, stopping, prompt and memory, token colours.
+
+Driven through Textual's pilot with a tiny random model.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from storytui import paths
+from storytui.tui.app import LOADING, READY
+from tests.tui_pilot import (
+    SIZE,
+    continue_story,
+    expected_continuation,
+    new_app,
+    run,
+    use_sampling,
+    wait_for,
+    wait_ready,
+)
+
+OPENING = "The lighthouse keeper"
+
+
+def test_continue_streams_exactly_what_the_generator_writes(tiny_checkpoint):
+    settings = use_sampling(seed=7, max_new_tokens=12)
+    expected = expected_continuation(OPENING, settings)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING)
+            await continue_story(app, pilot)
+            assert app.editor.text == OPENING + expected
+            continuation = app.continuations.live[-1]
+            assert continuation.start == len(OPENING) and continuation.text == expected
+            assert [m.kind for m in app.editor.marks] == ["generated"]
+            assert app.editor.cursor_index == len(app.editor.text)
+            assert "tok/s" in app.status_text() and "tiny-test" in app.status_text()
+            assert app.last_stats.new_tokens == 12
+
+    run(scenario())
+
+
+def test_continue_from_the_middle_uses_only_the_text_before_the_cursor(tiny_checkpoint):
+    settings = use_sampling(seed=3, max_new_tokens=6)
+    expected = expected_continuation("Once", settings)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*"Once there", *["left"] * 6)
+            await continue_story(app, pilot, key="ctrl+g")
+            assert app.editor.text == "Once" + expected + " there"
+
+    run(scenario())
+
+
+def test_prompt_and_memory_reach_the_model(tiny_checkpoint):
+    settings = use_sampling(seed=5, max_new_tokens=8)
+    expected = expected_continuation(OPENING, settings, prompt="A ship", memory="Rain")
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING, "f2")
+            assert app.focused.id == "prompt"
+            await pilot.press(*"A ship", "tab", *"Rain", "f2")
+            assert (app.prompt, app.memory) == ("A ship", "Rain")
+            app.editor.move_cursor(app.editor.document.end)
+            await continue_story(app, pilot)
+            assert app.editor.text == OPENING + expected
+
+    run(scenario())
+
+
+def test_the_editor_works_while_the_model_loads(tiny_checkpoint, monkeypatch):
+    import storytui.checkpoint
+
+    release = threading.Event()
+    real_load = storytui.checkpoint.load_checkpoint
+
+    def slow_load(*args, **kwargs):
+        release.wait(30)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(storytui.checkpoint, "load_checkpoint", slow_load)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press(*"typing already")
+            assert app.editor.text == "typing already"
+            assert app.model_state == LOADING and app.status_text().startswith(LOADING)
+            await pilot.press("f5")  # refused politely while loading
+            assert app.job is None and app.editor.text == "typing already"
+            release.set()
+            await wait_ready(app, pilot)
+            assert app.model_state == READY
+
+    run(scenario())
+
+
+def test_stop_keeps_every_token_once_and_in_order(tiny_checkpoint):
+    settings = use_sampling(seed=11, max_new_tokens=5000)
+
+    async def scenario():
+        app = new_app()
+        made_before_stop = []
+        real_stop = app.action_stop
+
+        def stop_and_count():
+            job = app.job
+            made_before_stop.append(len(job.variant.tokens) + len(job.pending))
+            real_stop()
+
+        app.action_stop = stop_and_count
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING, "f5")
+            await wait_for(pilot, lambda: len(app.job.variant.tokens) >= 8, what="tokens")
+            # the UI stays usable while the model writes
+            await pilot.press("f2")
+            assert app.panel.has_class("-visible") and app.job is not None
+            await pilot.press("escape")  # reaches the app while the panel has focus
+            await wait_for(pilot, lambda: app.job is None, what="stop")
+            assert app.last_stats.stopped_by == "cancelled"
+            variant = app.continuations.live[-1].variant
+            generated = [t for t in variant.tokens if t.token != -1]
+            assert len(generated) <= made_before_stop[0] + 1  # halts within one token
+            assert "".join(t.text for t in variant.tokens) == variant.text
+            assert app.editor.text == OPENING + variant.text
+            same_length = settings.with_changes(max_new_tokens=len(generated))
+            assert variant.text == expected_continuation(OPENING, same_length)
+            assert app.editor.read_only is False
+
+    run(scenario())
+
+
+def test_probability_colours_follow_the_tokens(tiny_checkpoint):
+    use_sampling(seed=1, max_new_tokens=6)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING)
+            await continue_story(app, pilot)
+            await pilot.press("f8")
+            tokens = [t for t in app.continuations.live[-1].variant.tokens if t.text]
+            assert len(app.editor.marks) == len(tokens)
+            assert {m.kind for m in app.editor.marks} <= {
+                "prob-high",
+                "prob-mid",
+                "prob-low",
+                "prob-rare",
+            }
+            assert app.settings.show_probabilities
+            assert json.loads(paths.settings_path().read_text())["show_probabilities"] is True
+
+    run(scenario())

@@ -1,0 +1,145 @@
+"""The sampling panel, the model picker, the no-model state, keys, palette and help.
+
+Driven through Textual's pilot with a tiny random model.
+"""
+
+from __future__ import annotations
+
+import json
+
+from storytui import paths
+from storytui.checkpoint import NO_MODEL_HINT
+from storytui.sampling import SamplingSettings
+from storytui.tui.app import NO_MODEL, READY
+from storytui.tui.commands import COMMANDS
+from storytui.tui.help import HelpScreen
+from storytui.tui.model_picker import ModelPicker
+from tests.conftest import make_tiny_checkpoint
+from tests.tui_pilot import (
+    SIZE,
+    continue_story,
+    expected_continuation,
+    new_app,
+    run,
+    use_sampling,
+    wait_for,
+    wait_ready,
+)
+
+OPENING = "The lighthouse keeper"
+
+
+def test_sampling_changes_apply_to_the_next_continuation_and_persist(tiny_checkpoint):
+    use_sampling(seed=9, max_new_tokens=8)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING, "f2")
+            field = app.query_one("#field-temperature")
+            field.focus()
+            field.value = ""
+            await pilot.press("-", "1")
+            await pilot.pause()
+            error = str(app.query_one("#error-temperature").render())
+            assert "invalid temperature" in error and field.has_class("-invalid")
+            assert app.query_one("#error-temperature").display
+            assert app.sampling.temperature == 0.8  # the refused value is not used
+            await pilot.press("backspace", "backspace", "0")
+            await pilot.pause()
+            assert app.sampling.temperature == 0.0 and not field.has_class("-invalid")
+            assert not app.query_one("#error-temperature").display
+            top_k = app.query_one("#field-top_k")
+            top_k.focus()
+            top_k.value = ""
+            await pilot.press(*"abc")
+            await pilot.pause()
+            assert "whole number" in str(app.query_one("#error-top_k").render())
+            app.editor.focus()
+            await continue_story(app, pilot)
+            greedy = SamplingSettings(seed=9, max_new_tokens=8, temperature=0.0)
+            assert app.editor.text == OPENING + expected_continuation(OPENING, greedy)
+        saved = json.loads(paths.settings_path().read_text())
+        assert saved["sampling"]["temperature"] == 0.0 and saved["preset"] == "custom"
+
+        again = new_app()
+        async with again.run_test(size=SIZE) as pilot:
+            await wait_ready(again, pilot)
+            assert again.sampling.temperature == 0.0 and again.sampling.seed == 9
+            await pilot.press("f2")
+            assert again.query_one("#field-temperature").value == "0"
+
+    run(scenario())
+
+
+def test_presets_fill_the_fields(tiny_checkpoint):
+    from storytui.sampling import PRESET_SETTINGS
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press("f2")
+            app.query_one("#preset").value = "creative"
+            await pilot.pause()
+            assert app.sampling == PRESET_SETTINGS["creative"]
+            assert app.query_one("#field-dry_multiplier").value == "0.8"
+            assert app.settings.preset == "creative"
+
+    run(scenario())
+
+
+def test_without_a_model_the_app_opens_for_writing(storytui_home):
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            assert app.model_state == NO_MODEL
+            assert str(app.query_one("#notice").render()) == NO_MODEL_HINT
+            assert app.status_text().startswith(NO_MODEL)
+            await pilot.press(*"still writing", "f5")
+            assert app.job is None and app.editor.text == "still writing"
+
+    run(scenario())
+
+
+def test_model_picker_switches_models_in_the_background(tiny_checkpoint, storytui_home):
+    make_tiny_checkpoint(
+        storytui_home / "models" / "other", seed=1, created="2000-01-01T00:00:00+00:00"
+    )
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            first = app.generator.checkpoint_name
+            await pilot.press("ctrl+l")
+            await wait_for(pilot, lambda: isinstance(app.screen, ModelPicker))
+            names = [entry.name for entry in app.screen.entries]
+            assert names == ["other", "tiny-test"]
+            target = "other" if first == "tiny-test" else "tiny-test"
+            app.screen.query_one("#models").highlighted = names.index(target)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.generator.checkpoint_name == target, what="switch")
+            assert app.model_state == READY and app.settings.model == target
+
+    run(scenario())
+
+
+def test_every_action_has_a_key_a_palette_entry_and_help(tiny_checkpoint):
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            titles = {command.title for command in app.get_system_commands(app.screen)}
+            assert {command.label for command in COMMANDS} <= titles
+            bound = {b.action for keyed in app._bindings.key_to_bindings.values() for b in keyed}
+            assert {command.action for command in COMMANDS} <= bound
+            await pilot.press("f1")
+            assert isinstance(app.screen, HelpScreen)
+            rows = app.screen.query_one("#keys").row_count
+            assert rows >= len(COMMANDS)
+            await pilot.press("escape")
+            assert not isinstance(app.screen, HelpScreen)
+
+    run(scenario())

@@ -1,0 +1,170 @@
+"""The app's record of continuations and its story files, without a screen."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from storytui import paths
+from storytui.errors import StoryError
+from storytui.tui.continuations import (
+    ContinuationLog,
+    GeneratedToken,
+    NewlineNormalizer,
+    Variant,
+    normalize_newlines,
+    probability_kind,
+)
+from storytui.tui.settings_store import AppSettings, load_settings, save_settings
+from storytui.tui.story_files import (
+    Story,
+    autosave,
+    open_initial,
+    open_named,
+    recovery_path,
+    sidecar_path,
+    write_story,
+)
+
+
+def logged(story: str, start: int, text: str) -> tuple[ContinuationLog, str]:
+    """A log with one continuation of ``text`` inserted at ``start`` of ``story``."""
+    log = ContinuationLog()
+    continuation = log.begin(start)
+    continuation.variant.add(text, 0.5)
+    return log, story[:start] + text + story[start:]
+
+
+def test_typing_before_a_continuation_moves_it_and_after_it_leaves_it():
+    log, text = logged("Hello world", 5, " there")
+    continuation = log.live[0]
+    log.writer_edit(text, ">" + text)
+    assert continuation.start == 6 and log.live
+    moved = ">" + text
+    log.writer_edit(moved, moved[: continuation.end] + "!" + moved[continuation.end :])
+    assert log.live and continuation.start == 6
+
+
+def test_editing_inside_a_continuation_unmarks_it():
+    log, text = logged("Hello world", 5, " there")
+    log.writer_edit(text, text[:8] + "X" + text[8:])
+    assert log.live == []
+    assert log.marks(by_probability=False) == []
+
+
+def test_removing_exactly_a_continuation_is_undo_and_putting_it_back_is_redo():
+    log, text = logged("abab", 2, "ab")  # a repeat the plain diff would place wrongly
+    continuation = log.live[0]
+    log.writer_edit(text, "abab")
+    assert log.live == [] and log.undone == [continuation]
+    log.writer_edit("abab", text)
+    assert log.live == [continuation] and continuation.start == 2
+
+
+def test_other_continuations_move_when_one_grows():
+    log = ContinuationLog()
+    first = log.begin(0)
+    first.variant.add("aaa", 0.9)
+    second = log.begin(3)
+    second.variant.add("bbb", 0.9)
+    log.replaced(0, 3, 5, owner=first)
+    assert second.start == 5
+
+
+def test_target_prefers_the_continuation_around_the_cursor():
+    log = ContinuationLog()
+    first = log.begin(0)
+    first.variant.add("aaa", 0.9)
+    second = log.begin(10)
+    second.variant.add("bbb", 0.9)
+    assert log.target(1) is first
+    assert log.target(12) is second
+    assert log.target(7) is second  # elsewhere: the newest
+
+
+def test_tokens_are_found_by_offset_and_branch_keeps_the_prefix():
+    variant = Variant()
+    for piece in ("The", "", " cat", " sat"):
+        variant.add(piece, 0.5, token=len(variant.tokens))
+    assert variant.token_index_at(0) == 0
+    assert variant.token_index_at(3) == 2  # the empty token has no text to point at
+    assert variant.token_index_at(len(variant.text)) == 3
+    branched = variant.branch(2, GeneratedToken(0, " dog", 0.1, token=99))
+    assert branched.text == "The dog" and [t.token for t in branched.tokens] == [0, 1, 99]
+
+
+def test_probability_marks_cover_each_token():
+    log, _ = logged("", 0, "")
+    variant = log.live[0].variant
+    variant.add(" sure", 0.9)
+    variant.add(" maybe", 0.05)
+    kinds = [(m.start, m.end, m.kind) for m in log.marks(by_probability=True)]
+    assert kinds == [(0, 5, "prob-high"), (5, 11, "prob-rare")]
+    assert probability_kind(0.61) == "prob-high" and probability_kind(0.0) == "prob-rare"
+
+
+def test_line_breaks_are_normalised_like_the_editor_stores_them():
+    assert normalize_newlines("a\r\nb\rc\u2028d\x0be") == "a\nb\nc\nd\ne"
+    stream = NewlineNormalizer()
+    assert stream.push("a\r") + stream.push("\nb") == "a\nb"
+
+
+def test_a_story_round_trips_with_its_sidecar(tmp_path):
+    path = tmp_path / "tale.txt"
+    write_story(path, Story("Text\n", "A prompt", "Notes"))
+    opened = open_named(path)
+    assert opened.story == Story("Text\n", "A prompt", "Notes") and opened.saved == opened.story
+    write_story(tmp_path / "plain.txt", Story("No fields"))
+    assert not sidecar_path(tmp_path / "plain.txt").exists()
+
+
+def test_a_corrupt_sidecar_is_kept_aside(tmp_path):
+    path = tmp_path / "tale.txt"
+    path.write_text("Text")
+    sidecar_path(path).write_text("{not json")
+    opened = open_named(path)
+    assert opened.story == Story("Text") and "unreadable" in opened.notices[0]
+    assert list(tmp_path.glob("tale.txt.storytui.json.corrupt-*"))
+
+
+def test_recovery_copies_follow_the_saved_state(tmp_path):
+    path = (tmp_path / "tale.txt").absolute()
+    path.write_text("Saved")
+    autosave(path, Story("Saved and more"), Story("Saved"))
+    assert recovery_path(path).read_text() == "Saved and more"
+    assert open_named(path).story.text == "Saved and more"
+    autosave(path, Story("Saved"), Story("Saved"))
+    assert not recovery_path(path).exists()
+
+
+def test_opening_without_a_file_prefers_the_last_file_then_the_draft(tmp_path):
+    assert open_initial(None, None).path is None
+    gone = tmp_path / "gone.txt"
+    opened = open_initial(None, str(gone))
+    assert opened.path is None and "no longer exists" in opened.notices[0]
+    autosave(None, Story("draft"), None)
+    assert open_initial(None, None).story.text == "draft"
+
+
+def test_missing_directory_and_binary_files_are_clear_errors(tmp_path):
+    with pytest.raises(StoryError, match="not a directory"):
+        open_named(tmp_path / "nope" / "tale.txt")
+    binary = tmp_path / "x.bin"
+    binary.write_bytes(b"\x00\x00")
+    with pytest.raises(StoryError, match="binary"):
+        open_named(binary)
+
+
+def test_settings_round_trip_and_keep_unknown_keys():
+    save_settings(AppSettings(preset="focused", last_file="/tmp/x.txt", other={"future": 1}))
+    settings, notice = load_settings()
+    assert notice is None and settings.preset == "focused" and settings.other == {"future": 1}
+    assert json.loads(paths.settings_path().read_text())["future"] == 1
+
+
+def test_unreadable_settings_are_kept_aside():
+    paths.settings_path().parent.mkdir(parents=True, exist_ok=True)
+    paths.settings_path().write_bytes(b"\xff{")
+    settings, notice = load_settings()
+    assert settings == AppSettings() and "kept them as settings.json.corrupt-" in notice
