@@ -210,6 +210,10 @@ class Generator:
         if tail:
             yield TokenEvent(token=-1, text=tail, prob=1.0)
 
+    def forget_context(self) -> None:
+        """Drop the KV cache kept from the last call: frees its memory; the next call starts cold."""
+        self._prefix = None
+
     # ------------------------------------------------------------------ internals
 
     def _fit(self, head: list[int], story: list[int], max_new: int) -> _Context:

@@ -106,17 +106,25 @@ class RMSNorm(nn.Module):
 
 
 def rotary_tables(config: ModelConfig, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables for rotary embeddings over ``length`` positions."""
+    """(length, D) cos/sin tables for rotary embeddings in the rotate-half layout (as Llama).
+
+    Each frequency fills both halves; sin's first half is negated, so that rotating is
+    ``x * cos + roll(x) * sin``: four small ops per step instead of nine.
+    """
     half = config.head_dim // 2
     inv_freq = 1.0 / (config.rope_theta ** (torch.arange(half, dtype=torch.float32) / half))
     angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
-    return angles.cos(), angles.sin()
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (..., T, D) queries and/or keys; cos/sin are (T, D/2) for the positions in x."""
-    x1, x2 = x.float().chunk(2, dim=-1)
-    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    """Rotate (..., T, D) queries and/or keys by the (T, D) ``rotary_tables`` rows of x's positions.
+
+    Per pair (x1, x2) of the two halves: (x1 cos - x2 sin, x2 cos + x1 sin), computed in fp32.
+    """
+    x32 = x.float()
+    rotated = x32 * cos + x32.roll(x.size(-1) // 2, dims=-1) * sin
     return rotated.type_as(x)
 
 
@@ -166,18 +174,17 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(qkv[:2], cos, sin)  # queries and keys in one go: fewer small ops
         v = qkv[2]
-        if cache is None:
+        start = cache.length if cache is not None else 0
+        if cache is not None:
+            k_all, v_all = cache.append(layer, k, v)
+        if start == 0:  # nothing before this chunk: plain causal attention over it
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
             )
         else:
-            start = cache.length
-            k_all, v_all = cache.append(layer, k, v)
             q = q.to(k_all.dtype)  # a cache may hold a wider type than the weights compute in
             if T == 1:
                 y = F.scaled_dot_product_attention(q, k_all, v_all)
-            elif start == 0:
-                y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True)
             else:  # a chunk after cached tokens: each query sees the past and its own prefix
                 mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(
                     diagonal=start

@@ -25,10 +25,17 @@ def prepare_model(model: nn.Module, precision: str) -> nn.Module:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
     model = model.eval()
     if precision == "bf16":
-        return model.to(torch.bfloat16)
+        return to_bf16_weights(model)
     if precision == "int8":
         return quantize_int8(model.float())
     return model.float()
+
+
+def to_bf16_weights(model: nn.Module) -> nn.Module:
+    """Cast the parameters to bf16 in place; buffers (the rotary tables) keep fp32 accuracy."""
+    for param in model.parameters():  # a tied weight is one parameter: it stays tied
+        param.data = param.data.to(torch.bfloat16)
+    return model
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:

@@ -1,0 +1,389 @@
+"""How fast storytui generates on this CPU, next to Hugging Face transformers and a no-cache loop.
+
+    .venv/bin/python bench/bench_generate.py                 # the speed table (about 5 minutes)
+    .venv/bin/python bench/bench_generate.py --loss-gap CHECKPOINT_DIR --text FILE
+
+The speed run builds the ``colab`` preset with random weights (speed does not depend on them),
+then for fp32, bf16 and int8 measures: prefill of a 1,000-token context, the first token of a
+1,000-token story through ``Generator`` (what a writer waits for), greedy decode tokens/s over
+200 new tokens after an 824-token context (1,024 is the block), the full ``Generator`` path with
+the default sampling settings, and the same model with no KV cache. The Hugging Face twin is a
+``LlamaForCausalLM`` holding the same weights (its logits are checked against StoryModel first)
+driven through ``generate()``. Decode speed is compared with the memory-bandwidth ceiling:
+measured read bandwidth ÷ (weight bytes + KV-cache bytes read per token).
+
+``--loss-gap`` measures what the reduced precisions cost: per-token loss (nats) and bits per
+byte of fp32, bf16 and int8 over block-sized windows of a real text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common
+from _common import (
+    cpu_pressure,
+    kv_bytes,
+    llama_twin,
+    machine_report,
+    median_seconds,
+    median_value,
+    quiet_sample,
+    read_bandwidth,
+    weight_bytes,
+)
+
+from storytui.generation import Generator
+from storytui.model import PRESETS, StoryModel
+from storytui.precision import PRECISIONS, kv_cache_dtype, prepare_model
+from storytui.sampling import PRESET_SETTINGS, SamplingSettings
+from storytui.tokenizer import load_tokenizer
+
+STORY_SOURCE = Path("/work/shared/data/gutenberg/pg2701-moby-dick.txt")
+GREEDY = SamplingSettings(temperature=0.0, repetition_penalty=1.0, top_p=1.0, min_p=0.0)
+
+
+@dataclass
+class Row:
+    engine: str
+    precision: str
+    decode_tps: float
+    prefill_ms: float | None = None
+    first_token_ms: float | None = None
+    bytes_per_token: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- storytui
+
+
+def storytui_decode_tps(model, prompt: torch.Tensor, new_tokens: int, cache_dtype) -> float:
+    """Greedy tokens/s of the cached model loop (no sampling), after encoding ``prompt``."""
+    cache = model.new_cache(1, dtype=cache_dtype)
+    logits, _ = model(prompt, cache=cache, last_only=True)
+    token = logits[0, -1].argmax().view(1, 1)
+    start = time.perf_counter()
+    for _ in range(new_tokens):
+        logits, _ = model(token, cache=cache, last_only=True)
+        token = logits[0, -1].argmax().view(1, 1)
+    return new_tokens / (time.perf_counter() - start)
+
+
+def no_cache_tps(model, prompt: torch.Tensor, steps: int) -> float:
+    """Greedy tokens/s when every token re-encodes the whole context."""
+    ids = prompt
+    start = time.perf_counter()
+    for _ in range(steps):
+        logits, _ = model(ids, last_only=True)
+        ids = torch.cat([ids, logits[0, -1].argmax().view(1, 1)], dim=1)
+    return steps / (time.perf_counter() - start)
+
+
+def generator_timings(generator: Generator, story: str, settings: SamplingSettings, repeats: int):
+    """Median (first-token seconds, decode tokens/s) of cold ``stream_events`` runs."""
+
+    def run() -> tuple[float, float]:
+        generator.forget_context()
+        for _event in generator.stream_events(story, settings):
+            pass
+        return generator.last_stats.first_token_seconds, generator.last_stats.tokens_per_second
+
+    run()  # warm-up
+    samples = [quiet_sample(run)[0] for _ in range(repeats)]
+    first = statistics.median(s[0] for s in samples)
+    rate = statistics.median(s[1] for s in samples)
+    return first, rate, generator.last_stats
+
+
+def bench_storytui(base, tokenizer, story_ids, args, rows: list[Row]) -> None:
+    cfg = base.config
+    long_prompt = torch.tensor([story_ids[: args.context]])
+    decode_context = cfg.block_size - args.new_tokens
+    prompt = torch.tensor([story_ids[:decode_context]])
+    story_1000 = tokenizer.decode(story_ids[: args.context])
+    story_long = tokenizer.decode(story_ids)
+    mean_positions = decode_context + args.new_tokens / 2
+    sampled = PRESET_SETTINGS["balanced"].with_changes(seed=1, max_new_tokens=args.new_tokens)
+    for precision in args.precisions:
+        generator = Generator(copy.deepcopy(base), tokenizer, precision=precision)
+        model = generator.model
+        cache_dtype = kv_cache_dtype(precision)
+        kv_size = torch.tensor([], dtype=cache_dtype).element_size()
+        nbytes = weight_bytes(model) + kv_bytes(cfg.n_layer, cfg.n_embd, mean_positions, kv_size)
+        with torch.inference_mode():
+
+            def prefill(model=model, cache_dtype=cache_dtype):
+                model(long_prompt, cache=model.new_cache(1, dtype=cache_dtype), last_only=True)
+
+            prefill_s = median_seconds(prefill, args.repeats)
+            storytui_decode_tps(model, prompt, 8, cache_dtype)  # warm-up
+            tps = median_value(
+                lambda model=model, cache_dtype=cache_dtype: storytui_decode_tps(
+                    model, prompt, args.new_tokens, cache_dtype
+                ),
+                args.repeats,
+            )
+            slow = quiet_sample(
+                lambda model=model: no_cache_tps(model, prompt, args.no_cache_steps)
+            )[0]
+        room = cfg.block_size - args.context  # leaves exactly args.context tokens of story
+        first_s, _, stats = generator_timings(
+            generator, story_1000, GREEDY.with_changes(max_new_tokens=room), args.repeats
+        )
+        context_note = f"{stats.context_tokens}-token context"
+        _, stream_tps, _ = generator_timings(generator, story_long, sampled, args.repeats)
+        retry_s = _retry_first_token(generator, story_1000, room)
+        rows.append(Row("storytui", precision, tps, prefill_s * 1e3, first_s * 1e3, nbytes))
+        rows.append(
+            Row(
+                "storytui Generator.stream (balanced sampling)",
+                precision,
+                stream_tps,
+                None,
+                first_s * 1e3,
+                nbytes,
+                [f"first token {context_note}; retry of the same text {retry_s * 1e3:.1f} ms"],
+            )
+        )
+        rows.append(Row("no-cache loop", precision, slow, None, None, 0))
+        print(
+            f"  storytui {precision}: prefill {prefill_s * 1e3:.0f} ms, first token "
+            f"{first_s * 1e3:.0f} ms ({context_note}), decode {tps:.1f} tok/s, "
+            f"Generator.stream {stream_tps:.1f} tok/s, no-cache {slow:.2f} tok/s "
+            f"[CPU pressure {cpu_pressure()}]",
+            flush=True,
+        )
+        del model, generator
+
+
+def _retry_first_token(generator: Generator, story: str, room: int) -> float:
+    """First-token seconds when the same story is continued again (its prefix is cached)."""
+    settings = GREEDY.with_changes(max_new_tokens=room)
+
+    def run() -> float:
+        for _event in generator.stream_events(story, settings):
+            pass
+        return generator.last_stats.first_token_seconds
+
+    run()  # caches the story
+    return statistics.median(quiet_sample(run)[0] for _ in range(3))
+
+
+# ---------------------------------------------------------------------- transformers
+
+
+def bench_transformers(base, story_ids, args, rows: list[Row]) -> None:
+    try:
+        twin = llama_twin(base)
+    except ImportError:
+        print("  transformers is not installed (pip install -e '.[bench]'): skipped")
+        return
+    check = torch.tensor([story_ids[:256]])
+    with torch.inference_mode():
+        diff = (base(check)[0] - twin(check).logits).abs().max().item()
+    print(f"  Llama twin logits vs StoryModel (fp32, 256 tokens): max |diff| = {diff:.2e}")
+    if diff > 1e-3:
+        raise SystemExit("the transformers twin does not match StoryModel; refusing to compare")
+    cfg = base.config
+    long_prompt = torch.tensor([story_ids[: args.context]])
+    decode_context = cfg.block_size - args.new_tokens
+    prompt = torch.tensor([story_ids[:decode_context]])
+    mean_positions = decode_context + args.new_tokens / 2
+    for precision in args.precisions:
+        model = _hf_precision(copy.deepcopy(twin), precision)
+        kv_size = 2 if precision == "bf16" else 4
+        nbytes = weight_bytes(model) + kv_bytes(cfg.n_layer, cfg.n_embd, mean_positions, kv_size)
+        options = {"do_sample": False, "pad_token_id": 0}
+        if args.hf_cache == "static":
+            options["cache_implementation"] = "static"
+        with torch.inference_mode():
+
+            def generate(ids, n, model=model, options=options):
+                return model.generate(ids, max_new_tokens=n, min_new_tokens=n, **options)
+
+            def prefill(model=model):
+                model(long_prompt, logits_to_keep=1)
+
+            prefill_s = median_seconds(prefill, args.repeats)
+            first_s = median_seconds(lambda: generate(long_prompt, 1), args.repeats)
+            one = median_seconds(lambda: generate(prompt, 1), args.repeats)
+            full = median_seconds(lambda: generate(prompt, args.new_tokens + 1), args.hf_repeats)
+        tps = args.new_tokens / (full - one)
+        rows.append(
+            Row("transformers generate()", precision, tps, prefill_s * 1e3, first_s * 1e3, nbytes)
+        )
+        print(
+            f"  transformers {precision}: prefill {prefill_s * 1e3:.0f} ms, first token "
+            f"{first_s * 1e3:.0f} ms, decode {tps:.1f} tok/s [CPU pressure {cpu_pressure()}]",
+            flush=True,
+        )
+        del model
+
+
+def _hf_precision(model, precision: str):
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":
+        from storytui.precision import quantize_int8
+
+        return quantize_int8(model)
+    return model
+
+
+# ---------------------------------------------------------------------- report
+
+
+def print_table(rows: list[Row], bandwidth: float) -> None:
+    best_hf = max((r.decode_tps for r in rows if r.engine.startswith("transformers")), default=0)
+    no_cache = {r.precision: r.decode_tps for r in rows if r.engine == "no-cache loop"}
+    print()
+    print(
+        "| engine | precision | prefill ms (1,000 tokens) | first token ms | decode tok/s "
+        "| × transformers (best) | × no-cache loop | share of bandwidth ceiling |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ceiling = bandwidth / r.bytes_per_token if r.bytes_per_token else 0
+        cells = [
+            r.engine,
+            r.precision,
+            _fmt(r.prefill_ms, "{:.0f}"),
+            _fmt(r.first_token_ms, "{:.0f}"),
+            f"{r.decode_tps:.1f}" if r.decode_tps >= 1 else f"{r.decode_tps:.2f}",
+            _fmt(r.decode_tps / best_hf if best_hf else None, "{:.2f}×"),
+            _fmt(
+                r.decode_tps / no_cache[r.precision]
+                if r.engine != "no-cache loop" and no_cache.get(r.precision)
+                else None,
+                "{:.0f}×",
+            ),
+            _fmt(
+                r.decode_tps / ceiling if ceiling else None,
+                "{:.0%}" + f" (ceiling {ceiling:.0f} tok/s)",
+            ),
+        ]
+        print("| " + " | ".join(cells) + " |")
+    for r in rows:
+        for note in r.notes:
+            print(f"- {r.engine} {r.precision}: {note}")
+
+
+def _fmt(value, pattern: str) -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+# ---------------------------------------------------------------------- loss gap
+
+
+def loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
+    """Per-token loss and bits per byte of each precision over the tail of ``text_file``."""
+    from storytui.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(checkpoint_dir)
+    tokenizer = checkpoint.tokenizer
+    ids = tokenizer.encode(text_file.read_text(encoding="utf-8", errors="replace"))
+    ids = ids[-max_tokens:]  # the book's end: least likely to sit in a training sample
+    block = checkpoint.model.config.block_size
+    windows = [ids[i : i + block + 1] for i in range(0, len(ids) - 1, block)]
+    windows = [w for w in windows if len(w) > 1]
+    n_bytes = len(tokenizer.decode(ids[1:]).encode("utf-8"))
+    n_targets = sum(len(w) - 1 for w in windows)
+    print(
+        f"checkpoint {checkpoint_dir} on {text_file.name}: {n_targets:,} tokens, {n_bytes:,} bytes"
+    )
+    print()
+    print(
+        "| precision | loss (nats/token) | bits per byte | gap vs fp32 (nats) | top-1 agrees with fp32 |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    reference_top: list[torch.Tensor] = []
+    reference_loss = None
+    for precision in PRECISIONS:
+        model = prepare_model(copy.deepcopy(checkpoint.model), precision)
+        total, agree, tops = 0.0, 0, []
+        with torch.inference_mode():
+            for window in windows:
+                x = torch.tensor([window[:-1]])
+                y = torch.tensor([window[1:]])
+                logits, loss = model(x, y)
+                total += loss.item() * y.numel()
+                tops.append(logits[0].float().argmax(-1))
+        if precision == "fp32":
+            reference_top = tops
+        agree = sum(int((a == b).sum()) for a, b in zip(tops, reference_top, strict=True))
+        nats = total / n_targets
+        bpb = total / math.log(2) / n_bytes
+        gap = 0.0 if reference_loss is None else nats - reference_loss
+        reference_loss = nats if reference_loss is None else reference_loss
+        print(f"| {precision} | {nats:.4f} | {bpb:.4f} | {gap:+.4f} | {agree / n_targets:.2%} |")
+
+
+# ---------------------------------------------------------------------- main
+
+
+def story_token_ids(tokenizer, count: int) -> list[int]:
+    """``count`` tokens of real prose when the Gutenberg data is present, else random tokens."""
+    if STORY_SOURCE.exists():
+        text = STORY_SOURCE.read_text(encoding="utf-8", errors="replace")
+        ids = tokenizer.encode(text[50_000:150_000])
+        if len(ids) >= count:
+            return ids[:count]
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, tokenizer.eot, (count,), generator=generator).tolist()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--context", type=int, default=1000, help="prefill / first-token context")
+    parser.add_argument("--new-tokens", type=int, default=200, help="tokens decoded per timing")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per figure (median)")
+    parser.add_argument("--hf-repeats", type=int, default=2, help="timed transformers decodes")
+    parser.add_argument("--hf-cache", default="dynamic", choices=["dynamic", "static"])
+    parser.add_argument("--no-cache-steps", type=int, default=3)
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--no-transformers", action="store_true")
+    parser.add_argument("--loss-gap", type=Path, metavar="CHECKPOINT_DIR")
+    parser.add_argument("--text", type=Path, default=STORY_SOURCE, help="text for --loss-gap")
+    parser.add_argument("--loss-tokens", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")  # deprecation chatter from the quantisation API
+    torch.manual_seed(0)
+    for line in machine_report():
+        print(line)
+    if args.loss_gap:
+        loss_gap(args.loss_gap, args.text, args.loss_tokens)
+        return
+    started = time.perf_counter()
+    bandwidth = read_bandwidth()
+    print(
+        f"memory read bandwidth (sum of a 512 MiB tensor, best of 15): {bandwidth / 1e9:.1f} GB/s"
+    )
+    tokenizer = load_tokenizer()
+    base = StoryModel(PRESETS["colab"].config(tokenizer.n_vocab)).eval()
+    print(f"model: colab preset, {base.num_parameters():,} parameters, random weights")
+    story_ids = story_token_ids(tokenizer, max(args.context, base.config.block_size) + 100)
+    rows: list[Row] = []
+    bench_storytui(base, tokenizer, story_ids, args, rows)
+    if not args.no_transformers:
+        bench_transformers(base, story_ids, args, rows)
+    print_table(rows, bandwidth)
+    print(
+        f"\nbenchmark took {time.perf_counter() - started:.0f} s; {machine_report()[-1]}; "
+        f"{_common.disturbed_samples} samples stayed disturbed by other processes after retries"
+    )
+
+
+if __name__ == "__main__":
+    main()
