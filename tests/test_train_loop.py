@@ -207,3 +207,56 @@ def test_token_byte_lengths_feed_the_denominator():
     lengths = np.asarray(tokenizer.token_byte_lengths())
     ids = tokenizer.encode("Hello — wörld")
     assert int(lengths[ids].sum()) == len("Hello — wörld".encode())
+
+
+def test_cli_seed_recipe_plan_and_record():
+    train_corpus.write_books()
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "pretrain",
+            "--preset",
+            "tiny",
+            "--recipe",
+            "seed",
+            "--out",
+            "seedrec",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "recipe seed" in result.output and "fp32 (requested)" in result.output
+    assert "lr 1.00e-04 → 1.00e-05" in result.output and "warmup 0" in result.output
+    run = load_checkpoint(paths.model_dir("seedrec")).meta.extra["run"]
+    assert run["recipe"] == "seed" and run["hp"]["weight_decay"] == 0.0
+    assert run["hp"]["grad_clip"] is None and run["hp"]["betas"] == [0.9, 0.999]
+
+
+def test_cli_rejects_bad_options():
+    train_corpus.write_books()
+    for args, message in (
+        (["--out", "../escape"], "invalid --out"),
+        (["--out", "ok", "--dtype", "fp16", "--device", "cpu"], "fp16 needs a GPU"),
+        (["--out", "ok", "--lr", "-1"], "invalid lr"),
+        (["--out", "ok", "--time-budget", "0"], "invalid --time-budget"),
+        (["--out", "ok", "--preset", "huge"], "unknown preset"),
+    ):
+        result = runner.invoke(app, ["train", "pretrain", "--preset", "tiny", *args][:])
+        assert result.exit_code != 0
+        assert message in str(result.exception), (args, result.exception)
+
+
+def test_time_budget_fits_the_steps_to_the_measured_speed():
+    train_corpus.write_books()
+    spec = train_corpus.pretrain("budget", steps=100_000)
+    spec.time_budget_s = 2.0
+    result = train(spec)
+    assert result.plan.steps < 100_000 and result.total_steps == result.plan.steps
+    assert result.stopped_by in ("done", "time budget")
+    assert load_checkpoint(paths.model_dir("budget")).meta.steps == result.steps

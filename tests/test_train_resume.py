@@ -87,7 +87,7 @@ def _cli(home: Path, *args: str) -> list[str]:
 
 def test_sigint_saves_and_resume_matches_an_uninterrupted_run(storytui_home):
     train_corpus.write_books()
-    steps = 30
+    steps = 20
     env = {**os.environ, "STORYTUI_HOME": str(storytui_home), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         _cli(storytui_home, "--out", "sig", "--max-steps", str(steps)),
@@ -127,3 +127,33 @@ def test_sigint_saves_and_resume_matches_an_uninterrupted_run(storytui_home):
     reference = train(train_corpus.pretrain("ref", steps=steps, batch_size=2, block_size=None))
     assert reference.steps == steps
     _assert_same_weights(paths.run_dir("ref") / "latest", paths.run_dir("sig") / "latest")
+
+
+def test_dropout_and_the_seed_recipe_resume_exactly():
+    """Dropout draws from the global RNG: resume must restore it (seed architecture, p=0.2)."""
+    from dataclasses import replace
+
+    from trainer.stages import pretrain_spec
+
+    train_corpus.write_books()
+
+    def spec(name: str, halt: int | None = None):
+        run = pretrain_spec(
+            name,
+            "tiny",
+            "seed",
+            {"batch_size": 4, "max_steps": 8, "eval_every": 4, "log_every": 1},
+            device="cpu",
+        )
+        run.model_config = replace(run.model_config, arch="seed", dropout=0.2, block_size=64)
+        run.halt_after_steps, run.sample_tokens = halt, 4
+        return run
+
+    whole = train(spec("seed-whole"))
+    assert whole.plan.precision == "fp32" and whole.plan.warmup_steps == 0
+    train(spec("seed-part", halt=3))
+    train(resume_spec("seed-part", "pretrain", device="cpu"))
+    _assert_same_weights(
+        paths.run_dir("seed-whole") / "latest", paths.run_dir("seed-part") / "latest"
+    )
+    assert _losses("seed-part") == _losses("seed-whole")

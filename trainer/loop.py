@@ -479,6 +479,8 @@ class _Run:
         spec, hp, context = self.spec, self.hp, self.context
         self._check_name()
         self.started = time.perf_counter()
+        if self.device.type == "cuda":  # fp32 matmuls (the seed recipe) may use TF32 cores
+            torch.set_float32_matmul_precision("high")
         state = self._build()
         config = spec.model_config
         self.block_size = min(hp.block_size or config.block_size, config.block_size)
@@ -532,6 +534,7 @@ class _Run:
                 window_tokens += self.tokens_per_step
                 window_loss = loss if window_loss is None else window_loss + loss
                 window_steps += 1
+                progress.tick(self.step)
                 if self.step % hp.log_every == 0 or self.step == self.total:
                     mean_loss = float(window_loss) / window_steps
                     if not math.isfinite(mean_loss):

@@ -81,7 +81,7 @@ def print_plan(console: Console, plan: Plan) -> None:
         f"lr {plan.lr:.2e} → {plan.min_lr:.2e} (cosine)",
         f"  tokens      {plan.total_tokens:,} in total"
         + (
-            f" ({plan.total_tokens / plan.train_tokens:.1f} epochs of {plan.train_tokens:,})"
+            f" ({plan.total_tokens / plan.train_tokens:.3g} epochs of {plan.train_tokens:,})"
             if plan.train_tokens
             else ""
         ),
@@ -151,6 +151,11 @@ class TrainProgress:
             self.console.print(
                 f"step {step:,}/{self.total:,}  {stats}  ETA {hms(eta_s)}", highlight=False
             )
+
+    def tick(self, step: int) -> None:
+        """Move the bar every step (cheap: the figures refresh at log steps)."""
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step)
 
     def note(self, text: str) -> None:
         if self.enabled:
