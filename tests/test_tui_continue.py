@@ -96,7 +96,7 @@ def test_the_editor_works_while_the_model_loads(tiny_checkpoint, monkeypatch):
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press(*"typing already")
             assert app.editor.text == "typing already"
-            assert app.model_state == LOADING and app.status_text().startswith(LOADING)
+            assert app.model_state == LOADING and f"│ {LOADING} │" in app.status_text()
             await pilot.press("f5")  # refused politely while loading
             assert app.job is None and app.editor.text == "typing already"
             release.set()

@@ -97,7 +97,7 @@ def test_without_a_model_the_app_opens_for_writing(storytui_home):
             await wait_ready(app, pilot)
             assert app.model_state == NO_MODEL
             assert str(app.query_one("#notice").render()) == NO_MODEL_HINT
-            assert app.status_text().startswith(NO_MODEL)
+            assert f"│ {NO_MODEL} │" in app.status_text()
             await pilot.press(*"still writing", "f5")
             assert app.job is None and app.editor.text == "still writing"
 

@@ -786,7 +786,8 @@ class StoryApp(App[None]):
         panel = self.panel
         panel.toggle_class("-visible")
         if panel.has_class("-visible"):
-            self.query_one("#prompt").focus()
+            panel.scroll_home(animate=False)
+            self.query_one("#prompt").focus(scroll_visible=False)
         else:
             self.editor.focus()
 
@@ -857,7 +858,7 @@ class StoryApp(App[None]):
     def status_text(self) -> str:
         editor = self.editor
         text = editor.text
-        parts = []
+        parts = [self._file_status()]
         if self.generator is not None and self.model_state == READY:
             name = getattr(self.generator, "checkpoint_name", "model")
             parts.append(f"{name} · {'writing…' if self.job else READY}")
@@ -878,7 +879,6 @@ class StoryApp(App[None]):
         continuation = self.continuations.target(editor.cursor_index)
         if continuation is not None and len(continuation.variants) > 1:
             parts.append(f"alt {continuation.current + 1}/{len(continuation.variants)}")
-        parts.append(self._file_status())
         return " │ ".join(parts)
 
     def _file_status(self) -> str:
