@@ -41,6 +41,7 @@ from trainer.throughput import (
 )
 
 # Why a run ended; ranks agree on the highest-ranked reason any of them has.
+LOG_AT_LEAST_EVERY_S = 60.0  # slow steps (a CPU run) still log once a minute
 FUSED_ADAMW_DEVICES = ("cuda",)  # on the CPU the bench measures no consistent gain
 STOP_REASONS = ("done", "time budget", "halt", "SIGTERM", "SIGINT")
 
@@ -535,7 +536,8 @@ class _Run:
                 window_loss = loss if window_loss is None else window_loss + loss
                 window_steps += 1
                 progress.tick(self.step)
-                if self.step % hp.log_every == 0 or self.step == self.total:
+                overdue = time.perf_counter() - window_started > LOG_AT_LEAST_EVERY_S
+                if self.step % hp.log_every == 0 or self.step == self.total or overdue:
                     mean_loss = float(window_loss) / window_steps
                     if not math.isfinite(mean_loss):
                         raise StoryError(

@@ -29,7 +29,8 @@ def train_tokenizer(
 # Options shared by pretrain and finetune (None = the recipe's value).
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps.")]
 MaxTokens = Annotated[
-    int | None, typer.Option("--max-tokens", help="Token budget (the smaller limit wins).")
+    int | None,
+    typer.Option("--max-tokens", help="Token budget (with --max-steps the smaller wins)."),
 ]
 TimeBudget = Annotated[
     float | None,
