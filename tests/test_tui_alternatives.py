@@ -150,3 +150,20 @@ def test_token_alternatives_replace_the_text_and_continue(tiny_checkpoint):
             assert app.editor.text == OPENING + original.text
 
     run(scenario())
+
+
+def test_undoing_a_paste_that_brought_the_scrollbar_keeps_working(storytui_home, tmp_path):
+    story = tmp_path / "short.txt"
+    story.write_text("line\n" * 5)
+
+    async def scenario():
+        app = new_app(story)
+        async with app.run_test(size=(40, 14)) as pilot:
+            app.copy_to_clipboard("\n".join(["x"] * 30))
+            await pilot.press("ctrl+v")
+            assert app.editor.text.count("\n") == 34
+            await pilot.press("ctrl+z")
+            await pilot.pause()
+            assert app.editor.text == "line\n" * 5 and app.is_running
+
+    run(scenario())

@@ -129,7 +129,12 @@ class StoryEditor(TextArea):
             self._snapshot = self.text
 
     def scroll_cursor_visible(self, center: bool = False, animate: bool = False) -> Offset:
-        if self._hold_scroll:
+        # Textual (8.2) re-wraps in the middle of an edit or undo when the scrollbar comes or
+        # goes, and scrolls to the cursor before moving it: skip a cursor the text no longer has
+        # (it is placed and scrolled to right after).
+        row, column = self.cursor_location
+        lines = self.document.lines
+        if self._hold_scroll or row >= len(lines) or column > len(lines[row]):
             return Offset()
         return super().scroll_cursor_visible(center, animate)
 
