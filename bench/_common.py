@@ -66,7 +66,7 @@ def machine_report() -> list[str]:
 # again (a few times at most; the least disturbed one is kept), and the count is reported.
 MAX_FOREIGN_SHARE = 0.05
 CLOCK_SLACK = 0.04  # seconds: both CPU clocks tick in 10 ms steps
-RETRIES = 4
+RETRIES = 2
 disturbed_samples = 0
 
 

@@ -94,13 +94,13 @@ def no_cache_tps(model, prompt: torch.Tensor, steps: int) -> float:
 def generator_timings(generator: Generator, story: str, settings: SamplingSettings, repeats: int):
     """Median (first-token seconds, decode tokens/s) of cold ``stream_events`` runs."""
 
-    def run() -> tuple[float, float]:
+    def run(settings: SamplingSettings = settings) -> tuple[float, float]:
         generator.forget_context()
         for _event in generator.stream_events(story, settings):
             pass
         return generator.last_stats.first_token_seconds, generator.last_stats.tokens_per_second
 
-    run()  # warm-up
+    run(settings.with_changes(max_new_tokens=min(8, settings.max_new_tokens)))  # warm-up
     samples = [quiet_sample(run)[0] for _ in range(repeats)]
     first = statistics.median(s[0] for s in samples)
     rate = statistics.median(s[1] for s in samples)
@@ -219,7 +219,9 @@ def bench_transformers(base, story_ids, args, rows: list[Row]) -> None:
             prefill_s = median_seconds(prefill, args.repeats)
             first_s = median_seconds(lambda: generate(long_prompt, 1), args.repeats)
             one = median_seconds(lambda: generate(prompt, 1), args.repeats)
-            full = median_seconds(lambda: generate(prompt, args.new_tokens + 1), args.hf_repeats)
+            full = median_seconds(
+                lambda: generate(prompt, args.new_tokens + 1), args.hf_repeats, warmup=0
+            )
         tps = args.new_tokens / (full - one)
         rows.append(
             Row("transformers generate()", precision, tps, prefill_s * 1e3, first_s * 1e3, nbytes)
@@ -293,7 +295,7 @@ def loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
 
     checkpoint = load_checkpoint(checkpoint_dir)
     tokenizer = checkpoint.tokenizer
-    ids = tokenizer.encode(text_file.read_text(encoding="utf-8", errors="replace"))
+    ids = tokenizer.encode(read_prose(text_file))
     ids = ids[-max_tokens:]  # the book's end: least likely to sit in a training sample
     block = checkpoint.model.config.block_size
     windows = [ids[i : i + block + 1] for i in range(0, len(ids) - 1, block)]
@@ -330,14 +332,23 @@ def loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
         print(f"| {precision} | {nats:.4f} | {bpb:.4f} | {gap:+.4f} | {agree / n_targets:.2%} |")
 
 
+def read_prose(path: Path) -> str:
+    """The file's text; a Project Gutenberg book loses its licence and front matter first."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if "*** START OF" in text:
+        from trainer.sources.gutenberg import clean_gutenberg
+
+        text = clean_gutenberg(text)
+    return text
+
+
 # ---------------------------------------------------------------------- main
 
 
 def story_token_ids(tokenizer, count: int) -> list[int]:
     """``count`` tokens of real prose when the Gutenberg data is present, else random tokens."""
     if STORY_SOURCE.exists():
-        text = STORY_SOURCE.read_text(encoding="utf-8", errors="replace")
-        ids = tokenizer.encode(text[50_000:150_000])
+        ids = tokenizer.encode(read_prose(STORY_SOURCE)[50_000:150_000])
         if len(ids) >= count:
             return ids[:count]
     generator = torch.Generator().manual_seed(0)

@@ -9,6 +9,7 @@ each costs on real text; ``DEFAULT_PRECISION`` is the winner.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -39,15 +40,59 @@ def to_bf16_weights(model: nn.Module) -> nn.Module:
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """A copy whose ``nn.Linear`` layers (the tied output head too) hold per-channel int8 weights.
+    """A copy whose ``nn.Linear`` layers (the tied output head too) become ``Int8Linear``.
 
     Embeddings stay fp32: a lookup reads one row, so they cost nothing per token.
     """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    model = copy.deepcopy(model)
+    reduce_range = not _has_vnni()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear):
+                setattr(parent, name, Int8Linear(child, reduce_range))
+    return model
 
-    with warnings.catch_warnings():  # the eager API is marked deprecated but is the fast kernel
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+
+class Int8Linear(nn.Module):
+    """``nn.Linear`` with per-channel symmetric int8 weights, run by fbgemm's dynamic kernel.
+
+    Each call quantises its input to 8 bits on the fly and multiplies in int8 (VNNI), then
+    rescales: a quarter of fp32's bytes per weight. Calling the operator directly skips the
+    generic quantised module's per-call checks (about a millisecond per token over 37 layers).
+    """
+
+    def __init__(self, linear: nn.Linear, reduce_range: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        # CPUs without VNNI sum pairs of products in int16: 7-bit inputs keep that from saturating
+        self.reduce_range = reduce_range
+        weight = linear.weight.detach().float()
+        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+        zero_points = torch.zeros(len(scales), dtype=torch.long)
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        with warnings.catch_warnings():  # quantised tensors are marked deprecated; fbgemm is not
+            warnings.simplefilter("ignore")
+            qweight = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+            self._packed = torch.ops.quantized.linear_prepack(qweight, bias)
+
+    def weight(self) -> torch.Tensor:
+        """The int8 weight (a quantised tensor), as the standard quantised Linear offers it."""
+        return torch.ops.quantized.linear_unpack(self._packed)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(x, self._packed, self.reduce_range)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+def _has_vnni() -> bool:
+    """Whether fbgemm can multiply full 8-bit inputs exactly (AVX512-VNNI on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and "avx512_vnni" in line for line in f)
+    except OSError:
+        return False
 
 
 def kv_cache_dtype(precision: str) -> torch.dtype:
