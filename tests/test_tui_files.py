@@ -11,7 +11,7 @@ import pytest
 
 from storytui import paths
 from storytui.errors import StoryError
-from storytui.tui.dialogs import AskChoice
+from storytui.tui.dialogs import AskChoice, AskPath
 from tests.tui_pilot import (
     SIZE,
     new_app,
@@ -173,3 +173,48 @@ def test_an_unreadable_file_is_one_clear_error(tmp_path, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("storytui: error:") and "binary" in err and "\n" not in err
+
+
+def test_open_asks_about_changes_then_switches_and_an_empty_name_opens_the_draft(
+    storytui_home, tmp_path
+):
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("First")
+    second.write_text("Second")
+
+    async def scenario():
+        app = new_app(first)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press(*" edited", "ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, AskPath))
+            app.screen.query_one("#path").value = str(second)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, AskChoice))
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.path == second)
+            assert app.editor.text == "Second" and first.read_text() == "First"
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, AskPath))
+            await pilot.press("enter")  # empty: the draft
+            await wait_for(pilot, lambda: app.path is None)
+            assert app.editor.text == "" and app.settings.last_file is None
+
+    run(scenario())
+
+
+def test_new_story_asks_before_replacing_a_draft(storytui_home):
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press(*"an old draft", "ctrl+n")
+            await wait_for(pilot, lambda: isinstance(app.screen, AskChoice))
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.editor.text == "an old draft"
+            await pilot.press("ctrl+n")
+            await wait_for(pilot, lambda: isinstance(app.screen, AskChoice))
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.editor.text == "")
+            assert not paths.autosave_path().exists()
+
+    run(scenario())
