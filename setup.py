@@ -16,7 +16,9 @@ class BuildWithAssets(build_py):
         super().run()
         source = Path(__file__).parent / "assets"
         if source.is_dir() and not self.editable_mode:
-            shutil.copytree(source, Path(self.build_lib) / "storytui" / "assets", dirs_exist_ok=True)
+            shutil.copytree(
+                source, Path(self.build_lib) / "storytui" / "assets", dirs_exist_ok=True
+            )
 
 
 setup(cmdclass={"build_py": BuildWithAssets})

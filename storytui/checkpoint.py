@@ -44,7 +44,9 @@ class CheckpointMeta:
     tokens_seen: int = 0
     val_loss: float | None = None
     val_bpb: float | None = None
-    created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(
+        default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    )
     template: StoryTemplate = field(default_factory=StoryTemplate)
     weights_dtype: str = "float32"
     n_params: int = 0
@@ -73,7 +75,9 @@ class CheckpointMeta:
     def from_json(cls, data: dict) -> CheckpointMeta:
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+            raise ValueError(
+                f"format_version {version!r} is not supported (expected {FORMAT_VERSION})"
+            )
         return cls(
             model=ModelConfig.from_json(data["model"]),
             tokenizer=data["tokenizer"]["name"],
@@ -147,7 +151,9 @@ def read_meta(directory: Path) -> CheckpointMeta:
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StoryError(f"checkpoint {directory}: {CONFIG_FILE} is not valid JSON ({exc})") from exc
+        raise StoryError(
+            f"checkpoint {directory}: {CONFIG_FILE} is not valid JSON ({exc})"
+        ) from exc
     try:
         return CheckpointMeta.from_json(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -184,7 +190,9 @@ def load_checkpoint(directory: Path, *, device: str | torch.device = "cpu") -> C
         raise StoryError(f"checkpoint {directory.name}: {exc}") from exc
     load_weights(model, state, directory.name)
     model.to(device).eval()
-    return Checkpoint(path=directory, name=directory.name, meta=meta, model=model, tokenizer=tokenizer)
+    return Checkpoint(
+        path=directory, name=directory.name, meta=meta, model=model, tokenizer=tokenizer
+    )
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:

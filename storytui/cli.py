@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -35,7 +35,7 @@ def _mount_trainer() -> None:
 
 
 @app.command("open", hidden=True)
-def open_tui(file: Annotated[Optional[Path], typer.Argument()] = None) -> None:
+def open_tui(file: Annotated[Path | None, typer.Argument()] = None) -> None:
     """Open the co-writing app (what plain `storytui [FILE]` does)."""
     from storytui.tui.app import run_app
 
@@ -46,7 +46,7 @@ def open_tui(file: Annotated[Optional[Path], typer.Argument()] = None) -> None:
 def continue_story(
     file: Annotated[str, typer.Argument(help="Story file to continue, or - for standard input.")],
     in_place: Annotated[bool, typer.Option("--in-place", "-i", help="Append the continuation to FILE (atomically).")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or checkpoint directory.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or checkpoint directory.")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", help="Tokens to generate.")] = 200,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.8,
     top_k: Annotated[int, typer.Option("--top-k", help="0 = off.")] = 0,
@@ -54,11 +54,11 @@ def continue_story(
     min_p: Annotated[float, typer.Option("--min-p", help="0 = off.")] = 0.05,
     repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="1 = off.")] = 1.1,
     dry_multiplier: Annotated[float, typer.Option("--dry", help="DRY multiplier; 0 = off.")] = 0.0,
-    stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop at this text (repeatable).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Same seed + settings = same text.")] = None,
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="Stop at this text (repeatable).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Same seed + settings = same text.")] = None,
     prompt: Annotated[str, typer.Option(help="Writing prompt the model sees before the story.")] = "",
     memory: Annotated[str, typer.Option(help="Memory / author's note the model sees.")] = "",
-    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 or int8 (default: fastest that stays faithful).")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, bf16 or int8 (default: fastest that stays faithful).")] = None,
 ) -> None:
     """Stream a continuation of FILE to standard output."""
     from storytui.sampling import SamplingSettings
@@ -155,27 +155,40 @@ def models_presets() -> None:
     print_presets()
 
 
+@models_app.command("eval")
+def models_eval(
+    name: Annotated[str | None, typer.Argument(help="Model name or directory (default: best available).")] = None,
+    split: Annotated[str, typer.Option(help="WritingPrompts split: valid or test.")] = "valid",
+    samples: Annotated[int, typer.Option(help="Continuations of 200 tokens to generate.")] = 8,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens scored per corpus.")] = 100_000,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
+) -> None:
+    """Bits per byte, word perplexity and sample diversity on held-out data."""
+    from trainer.eval_cli import run_eval
+
+    run_eval(name, split=split, samples=samples, max_tokens=max_tokens, json_out=json_out)
+
+
 KNOWN_COMMANDS = {"continue", "models", "train", "data", "open"}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: route `storytui [FILE]` to the TUI, print user errors as one line."""
-    import click
+    from typer.exceptions import TyperException
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or (args[0] not in KNOWN_COMMANDS and not args[0].startswith("-")):
         args = ["open", *args]
     _mount_trainer()
     try:
-        app(args=args, prog_name="storytui", standalone_mode=False)
+        code = app(args=args, prog_name="storytui", standalone_mode=False)
     except StoryError as exc:
         _fail(str(exc), 1)
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
-    except click.exceptions.ClickException as exc:
-        _fail(exc.format_message(), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+    except TyperException as exc:  # bad flags and values: click's usage errors
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(" ".join(message.split()), getattr(exc, "exit_code", 2))
     except BrokenPipeError:
         sys.stderr.close()  # reader went away (e.g. `| head`): not an error worth printing
         sys.exit(0)
@@ -183,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
         if exc.errno == errno.ENOSPC:
             _fail("disk full; nothing was changed", 1)
         _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), 1)
+    if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
+        _fail("interrupted", 130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _fail(message: str, code: int) -> None:

@@ -27,18 +27,33 @@ def print_presets(console: Console | None = None) -> None:
 
     console = console or Console()
     table = Table(title="Model presets")
-    for column in ("preset", "parameters", "layers", "width", "heads", "context", "vocabulary", "for"):
-        table.add_column(column, justify="right" if column in ("parameters", "layers", "width", "heads", "context") else "left")
+    numeric = ("parameters", "layers", "width", "heads", "context")
+    for column in ("preset", *numeric, "vocabulary", "for"):
+        # numbers never wrap: a narrow terminal squeezes the description instead
+        table.add_column(
+            column,
+            justify="right" if column in numeric else "left",
+            no_wrap=column != "for",
+        )
     for preset in PRESETS.values():
         try:
             tokenizer = load_tokenizer(preset.tokenizer)
-            vocab, params = tokenizer.n_vocab, f"{count_parameters(preset.config(tokenizer.n_vocab)):,}"
+            vocab, params = (
+                tokenizer.n_vocab,
+                f"{count_parameters(preset.config(tokenizer.n_vocab)):,}",
+            )
             vocab_label = f"{tokenizer.name} ({vocab:,})"
         except StoryError:
             vocab_label, params = f"{preset.tokenizer} (not available)", "-"
         table.add_row(
-            preset.name, params, str(preset.n_layer), str(preset.n_embd), str(preset.n_head),
-            str(preset.block_size), vocab_label, preset.description,
+            preset.name,
+            params,
+            str(preset.n_layer),
+            str(preset.n_embd),
+            str(preset.n_head),
+            str(preset.block_size),
+            vocab_label,
+            preset.description,
         )
     console.print(table)
 
@@ -62,8 +77,13 @@ def print_model_list(console: Console | None = None) -> None:
             continue
         m = entry.meta
         table.add_row(
-            name, m.preset, _fmt_count(m.n_params), m.stage, _fmt_count(m.tokens_seen),
-            f"{m.val_bpb:.3f}" if m.val_bpb is not None else "-", m.created[:16].replace("T", " "),
+            name,
+            m.preset,
+            _fmt_count(m.n_params),
+            m.stage,
+            _fmt_count(m.tokens_seen),
+            f"{m.val_bpb:.3f}" if m.val_bpb is not None else "-",
+            m.created[:16].replace("T", " "),
         )
     console.print(table)
 
@@ -72,7 +92,10 @@ def describe(meta: CheckpointMeta) -> list[tuple[str, str]]:
     cfg = meta.model
     return [
         ("preset", meta.preset),
-        ("architecture", f"{cfg.arch}: {cfg.n_layer} layers, width {cfg.n_embd}, {cfg.n_head} heads, context {cfg.block_size}"),
+        (
+            "architecture",
+            f"{cfg.arch}: {cfg.n_layer} layers, width {cfg.n_embd}, {cfg.n_head} heads, context {cfg.block_size}",
+        ),
         ("parameters", f"{meta.n_params:,}"),
         ("tokenizer", f"{meta.tokenizer} ({meta.tokenizer_hash})"),
         ("stage", meta.stage + (f" (from {meta.parent})" if meta.parent else "")),

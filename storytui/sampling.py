@@ -77,8 +77,13 @@ class SamplingSettings:
 
 
 def _attr(flag: str) -> str:
-    return {"top-k": "top_k", "top-p": "top_p", "min-p": "min_p", "stop": "stop",
-            "max-tokens": "max_new_tokens"}.get(flag, flag.replace("-", "_"))
+    return {
+        "top-k": "top_k",
+        "top-p": "top_p",
+        "min-p": "min_p",
+        "stop": "stop",
+        "max-tokens": "max_new_tokens",
+    }.get(flag, flag.replace("-", "_"))
 
 
 PRESET_SETTINGS: dict[str, SamplingSettings] = {
@@ -122,9 +127,7 @@ def apply_dry(
         return logits
     seq = np.asarray(history[-window:], dtype=np.int64)
     n = len(seq)
-    is_breaker = (
-        breakers[seq] if breakers is not None else np.zeros(n, dtype=bool)
-    )
+    is_breaker = breakers[seq] if breakers is not None else np.zeros(n, dtype=bool)
     # Candidate earlier positions i (< n-1): seq[i] == seq[-1]; the follower is seq[i + 1].
     ends = np.nonzero(seq[:-1] == seq[-1])[0]
     ends = ends[~is_breaker[ends]] if len(ends) else ends

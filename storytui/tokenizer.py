@@ -25,9 +25,7 @@ from storytui.errors import StoryError
 DEFAULT_TOKENIZER = "storytui-16k"
 EOT_TEXT = "<|endoftext|>"
 # GPT-2's pre-tokenisation: contractions, letters, digits, punctuation runs, whitespace.
-GPT2_PATTERN = (
-    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-)
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 GPT2_VOCAB_ENV = "STORYTUI_GPT2_VOCAB"
 
 
@@ -123,13 +121,14 @@ def load_tokenizer(name: str | None = None) -> Tokenizer:
     name = name or DEFAULT_TOKENIZER
     if name == "gpt2":
         return Tokenizer("gpt2", _gpt2_ranks())
-    candidates = [paths.tokenizer_assets_dir() / f"{name}.tiktoken", paths.cache_dir() / "tokenizers" / f"{name}.tiktoken"]
+    candidates = [
+        paths.tokenizer_assets_dir() / f"{name}.tiktoken",
+        paths.cache_dir() / "tokenizers" / f"{name}.tiktoken",
+    ]
     for path in candidates:
         if path.is_file():
             return Tokenizer(name, _load_ranks_file(path))
-    raise StoryError(
-        f"unknown tokenizer {name!r}; available: {', '.join(available_tokenizers())}"
-    )
+    raise StoryError(f"unknown tokenizer {name!r}; available: {', '.join(available_tokenizers())}")
 
 
 def _load_ranks_file(path: Path) -> dict[bytes, int]:
@@ -155,4 +154,4 @@ def _gpt2_ranks() -> dict[bytes, int]:
             "the GPT-2 vocabulary could not be downloaded; set "
             f"{GPT2_VOCAB_ENV} to a local gpt2.tiktoken file ({type(exc).__name__})"
         ) from exc
-    return dict(encoding._mergeable_ranks)  # noqa: SLF001 - tiktoken exposes no public getter
+    return dict(encoding._mergeable_ranks)

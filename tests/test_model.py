@@ -28,7 +28,9 @@ def test_count_matches_built_model() -> None:
 @pytest.fixture(scope="module")
 def model() -> StoryModel:
     torch.manual_seed(0)
-    return StoryModel(ModelConfig(vocab_size=500, block_size=64, n_layer=2, n_head=4, n_embd=64, mlp_hidden=128)).eval()
+    return StoryModel(
+        ModelConfig(vocab_size=500, block_size=64, n_layer=2, n_head=4, n_embd=64, mlp_hidden=128)
+    ).eval()
 
 
 def test_kv_cache_logits_equal_full_recompute(model: StoryModel) -> None:

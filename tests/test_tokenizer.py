@@ -7,7 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storytui.errors import StoryError
-from storytui.tokenizer import DEFAULT_TOKENIZER, StreamDecoder, Tokenizer, load_tokenizer, ranks_hash
+from storytui.tokenizer import (
+    DEFAULT_TOKENIZER,
+    StreamDecoder,
+    Tokenizer,
+    load_tokenizer,
+    ranks_hash,
+)
 from trainer.bpe import train_bpe
 
 

@@ -31,7 +31,9 @@ def _byte_to_unicode() -> dict[int, str]:
     return {byte: chr(char) for byte, char in zip(printable, chars, strict=True)}
 
 
-def train_bpe(texts: Iterable[str], n_ranks: int, *, show_progress: bool = True) -> dict[bytes, int]:
+def train_bpe(
+    texts: Iterable[str], n_ranks: int, *, show_progress: bool = True
+) -> dict[bytes, int]:
     """Learn ``n_ranks`` mergeable ranks (256 bytes + merges) from ``texts``."""
     from tokenizers import Regex, pre_tokenizers, trainers
     from tokenizers import Tokenizer as HFTokenizer

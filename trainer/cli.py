@@ -5,8 +5,6 @@ Only typer is imported here; each command imports torch and friends when it runs
 
 from __future__ import annotations
 
-import typer
-
 from trainer.data_cli import data_app
 from trainer.train_cli import train_app
 
