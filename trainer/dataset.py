@@ -355,17 +355,25 @@ def _files_complete(directory: Path, meta: dict) -> bool:
 # --- the project's two datasets ------------------------------------------------------------
 
 
+def heldout_books(val_fraction: float = 0.03) -> list[Path]:
+    """The cleaned books kept out of pretraining: ~3% of them (at least one; those whose file
+    name hashes lowest, so the choice is stable). Evaluation reads the same list."""
+    from trainer.sources.gutenberg import cleaned_books
+
+    books = cleaned_books()
+    n_val = max(1, round(len(books) * val_fraction)) if len(books) >= 2 else 0
+    return sorted(books, key=lambda p: _hash_fraction(p.stem))[:n_val]
+
+
 def pretrain_documents(val_fraction: float = 0.03) -> dict[str, list[Document]]:
-    """Cleaned Gutenberg books, split by book: ~3% of the books (at least one; those whose file
-    name hashes lowest, so the choice is stable) are held out as ``val``, so validation text is
-    never trained on, not even as neighbouring paragraphs of the same book."""
+    """Cleaned Gutenberg books, split by book: the held-out books are ``val``, so validation
+    text is never trained on, not even as neighbouring paragraphs of the same book."""
     from trainer.sources.gutenberg import cleaned_books
 
     books = cleaned_books()
     if not books:
         raise StoryError("no cleaned books yet; run `storytui data download gutenberg` first")
-    n_val = max(1, round(len(books) * val_fraction)) if len(books) >= 2 else 0
-    held_out = set(sorted(books, key=lambda p: _hash_fraction(p.stem))[:n_val])
+    held_out = set(heldout_books(val_fraction))
     splits: dict[str, list[Document]] = {"train": [], "val": []}
     for book in books:
         splits["val" if book in held_out else "train"].append(("", book.read_text("utf-8")))
