@@ -12,12 +12,6 @@ Nothing here imports torch at module level: ``storytui.sampling``, ``storytui.ch
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import itertools
-import threading
-from collections import deque
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -26,99 +20,32 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TextArea
 
 from storytui import paths
 from storytui.errors import StoryError
 from storytui.tui.commands import COMMANDS
-from storytui.tui.continuations import (
-    Continuation,
-    ContinuationLog,
-    GeneratedToken,
-    NewlineNormalizer,
-    Variant,
-    normalize_newlines,
-)
+from storytui.tui.continuations import Continuation, ContinuationLog
+from storytui.tui.cowriter import CoWriter, GenerationDone, Job, TokensReady, stream_into
 from storytui.tui.dialogs import (
-    DISCARD_CANCEL,
-    OVERWRITE_CANCEL,
-    SAVE_DISCARD_CANCEL,
-    AskChoice,
-    AskPath,
     TokenAlternatives,
 )
 from storytui.tui.editor import StoryEditor
+from storytui.tui.file_actions import FileActions
 from storytui.tui.help import HelpScreen
+from storytui.tui.model_loader import ModelLoaded, StackReady, load_in_thread
 from storytui.tui.model_picker import ModelPicker
 from storytui.tui.sampling_panel import SidePanel
 from storytui.tui.settings_store import load_settings, save_settings
 from storytui.tui.story_files import (
     OpenedStory,
     Story,
-    autosave,
-    load_draft,
     open_initial,
-    open_named,
-    recovery_path,
-    remove_story_copy,
-    write_story,
 )
 
 LOADING, READY, NO_MODEL = "loading model…", "ready", "no model"
 PROBABILITY_LEGEND = "token colours: green ≥60%, yellow ≥30%, orange ≥10%, red <10% likely"
-
-
-# ---------------------------------------------------------------------------- thread messages
-
-
-class StackReady(Message):
-    """torch and the sampling module are imported: the sampling panel can be built."""
-
-
-class ModelLoaded(Message):
-    def __init__(self, generator, path: Path | None, error: str | None, notice: str | None) -> None:
-        super().__init__()
-        self.generator = generator
-        self.path = path
-        self.error = error
-        self.notice = notice
-
-
-class TokensReady(Message):
-    """New tokens wait in the job's queue (one message per batch, not per token)."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__()
-        self.job_id = job_id
-
-
-class GenerationDone(Message):
-    def __init__(self, job_id: int, stats, error: str | None) -> None:
-        super().__init__()
-        self.job_id = job_id
-        self.stats = stats  # storytui.generation.GenerationStats
-        self.error = error
-
-
-@dataclass
-class Job:
-    """One continuation being written: where it goes, its token queue, how to stop it.
-
-    The generation thread appends each ``TokenEvent`` to ``pending`` and posts ``TokensReady``
-    only when no wake-up is outstanding; the UI thread drains the whole queue at once. So the
-    editor never falls behind the model, and after Esc at most one more token arrives.
-    """
-
-    id: int
-    continuation: Continuation
-    variant: Variant
-    base: str  # the text the undo history expects at the continuation's start
-    cancel: threading.Event = field(default_factory=threading.Event)
-    normalizer: NewlineNormalizer = field(default_factory=NewlineNormalizer)
-    pending: deque = field(default_factory=deque)
-    woken: threading.Event = field(default_factory=threading.Event)
 
 
 def _bindings() -> list[Binding]:
@@ -138,7 +65,7 @@ def _bindings() -> list[Binding]:
     return bindings
 
 
-class StoryApp(App[None]):
+class StoryApp(FileActions, App[None]):
     """The co-writing app; ``file`` None reopens the last story (or the draft)."""
 
     CSS_PATH = "storytui.tcss"
@@ -163,7 +90,6 @@ class StoryApp(App[None]):
         self._initial = opened.story
         self.prompt = opened.story.prompt
         self.memory = opened.story.memory
-        self.continuations = ContinuationLog()
         self.autosave_seconds = autosave_seconds
         self.cursor_blink = cursor_blink
         self.generator = None  # storytui.generation.Generator once loaded
@@ -171,12 +97,8 @@ class StoryApp(App[None]):
         self.model_state = LOADING
         self.model_error: str | None = None
         self.sampling = None  # storytui.sampling.SamplingSettings once imported
-        self.job: Job | None = None
         self.last_stats = None
-        self._job_ids = itertools.count(1)
         self._status_dirty = True
-        self._autosave_error: str | None = None
-        self._final_autosave = True
 
     # ------------------------------------------------------------------ layout and start
 
@@ -187,6 +109,7 @@ class StoryApp(App[None]):
             id="story",
             placeholder="Start writing; F5 lets the model continue from the cursor.",
         )
+        self.cowriter = CoWriter(self._editor)
         with Horizontal(id="body"):
             yield self._editor
             yield SidePanel(self.prompt, self.memory, id="panel")
@@ -199,6 +122,15 @@ class StoryApp(App[None]):
     @property
     def editor(self) -> StoryEditor:
         return self._editor
+
+    @property
+    def job(self) -> Job | None:
+        """The continuation being written, if any."""
+        return self.cowriter.job
+
+    @property
+    def continuations(self) -> ContinuationLog:
+        return self.cowriter.continuations
 
     @property
     def panel(self) -> SidePanel:
@@ -235,39 +167,11 @@ class StoryApp(App[None]):
         self.model_state = LOADING
         self._refresh_status()
         self.run_worker(
-            partial(self._load_model_thread, target, first),
+            partial(load_in_thread, target, self.settings.model, first, self.post_message),
             thread=True,
             group="model",
             exit_on_error=False,
         )
-
-    def _load_model_thread(self, target: Path | None, first: bool) -> None:
-        """Runs in a thread: import torch, then load the checkpoint into a Generator."""
-        import storytui.sampling  # noqa: F401  (imports torch: the slow part)
-
-        if first:
-            self.post_message(StackReady())
-        from storytui.checkpoint import NO_MODEL_HINT, load_checkpoint, resolve_model
-        from storytui.session import generator_for
-
-        notice = None
-        try:
-            if target is None:
-                try:
-                    target = resolve_model(self.settings.model)
-                except StoryError as exc:
-                    if not self.settings.model:
-                        raise
-                    notice = f"{exc}; using the best available model instead"
-                    target = resolve_model(None)
-            generator = generator_for(load_checkpoint(target))
-        except StoryError as exc:
-            error = str(exc)
-            if error == NO_MODEL_HINT:
-                error, notice = None, NO_MODEL_HINT
-            self.post_message(ModelLoaded(None, None, error, notice))
-            return
-        self.post_message(ModelLoaded(generator, Path(target), None, notice))
 
     def on_stack_ready(self, _message: StackReady) -> None:
         from storytui.sampling import PRESET_SETTINGS, SamplingSettings
@@ -322,13 +226,12 @@ class StoryApp(App[None]):
         if reason := self._why_not_generate():
             self.notify(reason, severity="warning", markup=False)
             return
-        continuation = self.continuations.begin(self.editor.cursor_index)
-        self._start_job(continuation, continuation.variant, base="")
+        self._run(self.cowriter.start_at_cursor())
 
     def action_retry(self) -> None:
         continuation = self._target_or_say("nothing to retry: continue first (F5)")
         if continuation is not None:
-            self._regenerate(continuation, Variant())
+            self._run(self.cowriter.start_retry(continuation))
 
     def _target_or_say(self, message: str) -> Continuation | None:
         if reason := self._why_not_generate():
@@ -339,34 +242,17 @@ class StoryApp(App[None]):
             self.notify(message, severity="warning")
         return continuation
 
-    def _regenerate(self, continuation: Continuation, variant: Variant) -> None:
-        """Write a new variant (starting with ``variant``'s text) where ``continuation`` is."""
-        base = self._detach(continuation)
-        editor = self.editor
-        start = continuation.start
-        with editor.app_edit():
-            editor.replace_span(start, start + len(base), variant.text)
-        self.continuations.replaced(start, start + len(base), len(variant.text), owner=continuation)
-        continuation.variants.append(variant)
-        continuation.current = len(continuation.variants) - 1
-        editor.move_cursor(editor.location_of(continuation.end))
-        self._start_job(continuation, variant, base)
-
-    def _start_job(self, continuation: Continuation, variant: Variant, base: str) -> None:
-        editor = self.editor
-        job = Job(next(self._job_ids), continuation, variant, base)
-        self.job = job
-        editor.read_only = True
-        context = editor.text[: continuation.start] + variant.text
+    def _run(self, job: Job) -> None:
+        """Start the generation thread for a job the co-writer has set up."""
         self.run_worker(
             partial(
-                self._generate_thread,
+                stream_into,
                 job,
                 self.generator,
-                context,
                 self.sampling,
                 self.prompt,
                 self.memory,
+                self.post_message,
             ),
             thread=True,
             group="generate",
@@ -376,120 +262,28 @@ class StoryApp(App[None]):
         self._refresh_status()
         self.refresh_bindings()
 
-    def _generate_thread(self, job: Job, generator, context, settings, prompt, memory) -> None:
-        """Runs in a thread: queue each token for the UI thread, in order."""
-        error = None
-        try:
-            for event in generator.stream_events(
-                context, settings, prompt=prompt, memory=memory, cancel=job.cancel
-            ):
-                job.pending.append(event)
-                if not job.woken.is_set():
-                    job.woken.set()
-                    self.post_message(TokensReady(job.id))
-        except StoryError as exc:
-            error = str(exc)
-        except Exception as exc:  # a model failure must not take the writer's text down
-            error = f"generation failed: {type(exc).__name__}: {exc}"
-        self.post_message(GenerationDone(job.id, dataclasses.replace(generator.last_stats), error))
-
     def on_tokens_ready(self, message: TokensReady) -> None:
-        job = self.job
-        if job is not None and message.job_id == job.id:
-            self._drain(job)
-
-    def _drain(self, job: Job) -> None:
-        """Put every queued token into the story with one edit."""
-        job.woken.clear()  # before draining: a token queued after this posts a new wake-up
-        continuation, variant = job.continuation, job.variant
-        at = continuation.start + len(variant.text)
-        pieces = []
-        while job.pending:
-            event = job.pending.popleft()
-            text = job.normalizer.push(event.text)
-            variant.add(text, event.prob, event.token, event.alternatives)
-            pieces.append(text)
-        text = "".join(pieces)
-        if text:
-            editor = self.editor
-            with editor.app_edit(follow=editor.cursor_index == at):
-                editor.replace_span(at, at, text)
-            self.continuations.replaced(at, at, len(text), owner=continuation)
+        if self.job is not None and message.job_id == self.job.id and self.cowriter.drain():
             self._refresh_marks()
             self._status_dirty = True
 
     def on_generation_done(self, message: GenerationDone) -> None:
-        job = self.job
-        if job is None or message.job_id != job.id:
+        if self.job is None or message.job_id != self.job.id:
             return
-        self._drain(job)
-        self.job = None
-        self._commit(job.continuation, job.base, shown=job.continuation.text)
-        self.editor.read_only = False
+        self.cowriter.finish(message.stats.seed)
         self.last_stats = message.stats
-        job.variant.seed = message.stats.seed
         self.panel.show_last_seed(message.stats.seed)
         if message.error:
             self._notice(message.error, severity="error")
         self._refresh_marks()
-        self._status_dirty = True
         self._refresh_status()
         self.refresh_bindings()
 
     def action_stop(self) -> None:
         if self.job is not None:
-            self.job.cancel.set()
+            self.cowriter.stop()
         else:
             self.editor.focus()
-
-    # ------------------------------------------------------------------ undo history upkeep
-
-    def _detach(self, continuation: Continuation) -> str:
-        """Take ``continuation``'s text out of the undo history if nothing was edited since.
-
-        Returns the text the history now expects at the continuation's start: "" when its undo
-        step could be taken back, else the shown variant (which is then replaced as one step).
-        """
-        editor = self.editor
-        entry = continuation.history_entry
-        continuation.history_entry = None
-        if entry is not None and editor.undo_entry_on_top(entry):
-            end = continuation.end
-            editor.undo_quietly()
-            self.continuations.replaced(continuation.start, end, 0, owner=continuation)
-            return ""
-        return continuation.text
-
-    def _commit(self, continuation: Continuation, base: str, shown: str) -> None:
-        """Make the current variant one undo step that replaces ``base``.
-
-        ``shown`` is what the text holds at the continuation's start now (written outside the
-        history); it is swapped back to ``base`` first so the history stays true to the text.
-        """
-        editor = self.editor
-        text = continuation.text
-        if text == base:
-            return
-        start = continuation.start
-        selection = editor.selection
-        if shown != base:
-            with editor.app_edit(follow=False):
-                editor.replace_span(start, start + len(shown), base)
-        with editor.app_edit(record=True, follow=False):
-            editor.history.checkpoint()
-            continuation.history_entry = editor.replace_span(start, start + len(base), text)
-            editor.history.checkpoint()
-        editor.selection = selection
-
-    def _show_variant(self, continuation: Continuation, index: int) -> None:
-        base = self._detach(continuation)
-        continuation.current = index
-        self._commit(continuation, base, shown=base)
-        start = continuation.start
-        self.continuations.replaced(
-            start, start + len(base), len(continuation.text), owner=continuation
-        )
-        self.editor.move_cursor(self.editor.location_of(continuation.end))
 
     # ------------------------------------------------------------------ alternatives
 
@@ -501,7 +295,7 @@ class StoryApp(App[None]):
         if continuation is None or len(continuation.variants) < 2:
             self.notify("no other alternatives here: ctrl+r writes one", severity="warning")
             return
-        self._show_variant(continuation, (continuation.current + step) % len(continuation.variants))
+        self.cowriter.cycle(continuation, step)
         self._refresh_marks()
         self._refresh_status()
 
@@ -540,20 +334,11 @@ class StoryApp(App[None]):
             TokenAlternatives(token.text, token.prob, token.alternatives)
         )
         if (
-            choice is None
-            or self._why_not_generate()
-            or continuation not in self.continuations.live
+            choice is not None
+            and not self._why_not_generate()
+            and continuation in self.continuations.live
         ):
-            return
-        alternative = token.alternatives[choice]
-        replacement = GeneratedToken(
-            0,
-            normalize_newlines(alternative.text),
-            alternative.prob,
-            alternative.token,
-            token.alternatives,
-        )
-        self._regenerate(continuation, continuation.variant.branch(index, replacement))
+            self._run(self.cowriter.start_from_token(continuation, index, choice))
 
     def action_toggle_probabilities(self) -> None:
         self.settings.show_probabilities = not self.settings.show_probabilities
@@ -595,156 +380,8 @@ class StoryApp(App[None]):
         except StoryError as exc:
             self._notice(f"settings not saved: {exc}", severity="error")
 
-    # ------------------------------------------------------------------ the story and its files
-
-    def current_story(self) -> Story:
-        return Story(self.editor.text, self.prompt, self.memory)
-
-    @property
-    def modified(self) -> bool:
-        """Named story with changes its file does not have (the draft is always autosaved)."""
-        return self.path is not None and self.current_story() != (self.saved or Story())
-
-    def _remember_file(self) -> None:
-        self.settings.last_file = str(self.path) if self.path is not None else None
-        self._save_settings()
-
-    def _autosave_tick(self) -> None:
-        self._autosave()
-        self._status_dirty = True
-
-    def _autosave(self) -> None:
-        story = self.current_story()
-        if story == self.autosaved:
-            return
-        try:
-            autosave(self.path, story, self.saved)
-        except StoryError as exc:
-            if str(exc) != self._autosave_error:
-                self._notice(f"autosave failed: {exc}", severity="error")
-            self._autosave_error = str(exc)
-            return
-        self._autosave_error = None
-        self.autosaved = story
-
-    def _write(self, path: Path) -> bool:
-        story = self.current_story()
-        try:
-            write_story(path, story)
-        except StoryError as exc:
-            self._notice(f"not saved: {exc}", severity="error")
-            return False
-        previous = self.path
-        if previous != path:
-            remove_story_copy(recovery_path(previous) if previous else paths.autosave_path())
-        remove_story_copy(recovery_path(path))
-        self.path, self.saved, self.autosaved = path, story, story
-        self._remember_file()
-        self.notify(f"saved {path.name}", markup=False)
-        self._status_dirty = True
-        self._refresh_status()
-        return True
-
-    async def _save(self) -> bool:
-        if self.path is None:
-            return await self._save_as()
-        return self._write(self.path)
-
-    async def _save_as(self) -> bool:
-        start = str(self.path) if self.path else ""
-        target = await self.push_screen_wait(
-            AskPath("Save story as", start, "Enter saves, Esc cancels.")
-        )
-        if target is None:
-            return False
-        target = target.absolute()
-        if target.is_dir():
-            self._notice(f"{target} is a directory", severity="error")
-            return False
-        if target.exists() and target != self.path:
-            answer = await self.push_screen_wait(
-                AskChoice(f"{target.name} exists. Overwrite it?", OVERWRITE_CANCEL)
-            )
-            if answer != "overwrite":
-                return False
-        return self._write(target)
-
-    async def _settle_unsaved(self, doing: str) -> bool:
-        """Before leaving the story: save or discard a named story's changes, or cancel.
-
-        Returns True to go on. The draft needs no question: it is autosaved here and a plain
-        ``storytui`` (or Open with an empty name) brings it back.
-        """
-        if self.path is None:
-            self._autosave()
-            return True
-        if not self.modified:
-            return True
-        answer = await self.push_screen_wait(
-            AskChoice(
-                f"{self.path.name} has unsaved changes. Save before {doing}?", SAVE_DISCARD_CANCEL
-            )
-        )
-        if answer == "save":
-            return await self._save()
-        if answer == "discard":
-            remove_story_copy(recovery_path(self.path))
-            self.autosaved = self.current_story()  # nothing left to autosave
-            return True
-        return False
-
-    @work(group="dialog", exclusive=True)
-    async def action_save(self) -> None:
-        await self._save()
-
-    @work(group="dialog", exclusive=True)
-    async def action_save_as(self) -> None:
-        await self._save_as()
-
-    @work(group="dialog", exclusive=True)
-    async def action_open(self) -> None:
-        if self.job is not None:
-            self.notify("stop the model first (Esc)", severity="warning")
-            return
-        target = await self.push_screen_wait(
-            AskPath(
-                "Open story",
-                "",
-                "Enter opens (an empty name opens the draft); Esc cancels.",
-                allow_empty=True,
-            )
-        )
-        if target is None or not await self._settle_unsaved("opening another story"):
-            return
-        try:
-            opened = load_draft() if target == Path() else open_named(target)
-        except StoryError as exc:
-            self._notice(str(exc), severity="error")
-            return
-        self._switch_to(opened)
-
-    @work(group="dialog", exclusive=True)
-    async def action_new(self) -> None:
-        if self.job is not None:
-            self.notify("stop the model first (Esc)", severity="warning")
-            return
-        if not await self._settle_unsaved("starting a new story"):
-            return
-        draft = self.current_story() if self.path is None else load_draft().story
-        if draft.text.strip() or draft.prompt or draft.memory:
-            words = len(draft.text.split())
-            answer = await self.push_screen_wait(
-                AskChoice(
-                    f"The draft holds {words} words. Discard it for a new story?", DISCARD_CANCEL
-                )
-            )
-            if answer != "discard":
-                return
-        remove_story_copy(paths.autosave_path())
-        self._switch_to(OpenedStory(Story(), None))
-
-    def _switch_to(self, opened: OpenedStory) -> None:
-        self.path, self.saved, self.autosaved = opened.path, opened.saved, opened.story
+    def _show_story(self, opened: OpenedStory) -> None:
+        """Put a freshly opened story on screen (the files are already settled)."""
         self.prompt, self.memory = opened.story.prompt, opened.story.memory
         self.continuations.clear()
         editor = self.editor
@@ -754,31 +391,10 @@ class StoryApp(App[None]):
         self._clear_notice()
         for notice in opened.notices:
             self._notice(notice)
-        self._remember_file()
         self._refresh_marks()
-        self._token_counts = None
-        self._status_dirty = True
         self._refresh_status()
         self.refresh_bindings()
         editor.focus()
-
-    @work(group="dialog", exclusive=True)
-    async def action_quit(self) -> None:
-        if self.job is not None:
-            self.job.cancel.set()
-        if not await self._settle_unsaved("quitting"):
-            return
-        self._autosave()  # the draft, or a stale recovery copy removed
-        self._final_autosave = False
-        self.exit()
-
-    def on_unmount(self) -> None:
-        if self.job is not None:
-            self.job.cancel.set()
-        if self._final_autosave:
-            # on failure the last autosave, at most a few seconds old, is on disk
-            with contextlib.suppress(StoryError):
-                autosave(self.path, self.current_story(), self.saved)
 
     # ------------------------------------------------------------------ panel, model, help
 
