@@ -1,10 +1,9 @@
 """storytui's co-writing app: a story editor where a small language model writes along.
 
 The editor is usable at once: torch and the model load in a background thread while the writer
-types. Continuations stream from a thread worker into the editor at the cursor, one message per
-token, applied in order on the UI thread. The app keeps its own record of what the model wrote
-(``ContinuationLog``) for marking, alternatives, token odds and whole-continuation undo; each
-finished continuation becomes one step of the editor's undo history.
+types (``model_loader``). Continuations stream from a thread worker into the editor at the
+cursor (``cowriter``); files are saved, autosaved and recovered by ``file_actions``. This module
+wires them to the screen: layout, keys, panel, model picker, help and the status bar.
 
 Nothing here imports torch at module level: ``storytui.sampling``, ``storytui.checkpoint`` and
 ``storytui.session`` are imported by the loader thread, and by the UI thread only after that.
@@ -12,6 +11,7 @@ Nothing here imports torch at module level: ``storytui.sampling``, ``storytui.ch
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
 
@@ -28,9 +28,7 @@ from storytui.errors import StoryError
 from storytui.tui.commands import COMMANDS
 from storytui.tui.continuations import Continuation, ContinuationLog
 from storytui.tui.cowriter import CoWriter, GenerationDone, Job, TokensReady, stream_into
-from storytui.tui.dialogs import (
-    TokenAlternatives,
-)
+from storytui.tui.dialogs import TokenAlternatives
 from storytui.tui.editor import StoryEditor
 from storytui.tui.file_actions import FileActions
 from storytui.tui.help import HelpScreen
@@ -38,17 +36,15 @@ from storytui.tui.model_loader import ModelLoaded, StackReady, load_in_thread
 from storytui.tui.model_picker import ModelPicker
 from storytui.tui.sampling_panel import SidePanel
 from storytui.tui.settings_store import load_settings, save_settings
-from storytui.tui.story_files import (
-    OpenedStory,
-    Story,
-    open_initial,
-)
+from storytui.tui.story_files import OpenedStory, Story, open_initial
 
 LOADING, READY, NO_MODEL = "loading model…", "ready", "no model"
+DRAWS_PER_SECOND = 20  # how often streamed tokens are put on screen
 PROBABILITY_LEGEND = "token colours: green ≥60%, yellow ≥30%, orange ≥10%, red <10% likely"
 
 
 def _bindings() -> list[Binding]:
+    """App key bindings from the command table (F-keys shown as F5, not f5)."""
     bindings = []
     for command in COMMANDS:
         first = command.keys.split(",")[0]
@@ -99,6 +95,8 @@ class StoryApp(FileActions, App[None]):
         self.sampling = None  # storytui.sampling.SamplingSettings once imported
         self.last_stats = None
         self._status_dirty = True
+        self._model_notices: set[str] = set()
+        self._last_draw = 0.0
 
     # ------------------------------------------------------------------ layout and start
 
@@ -161,6 +159,11 @@ class StoryApp(FileActions, App[None]):
         self._notice_line.update("")
         self._notice_line.set_class(False, "-visible")
 
+    @property
+    def _closing_down(self) -> bool:
+        """True once the screens are gone: a late message from a thread has nothing to update."""
+        return not self.screen_stack
+
     # ------------------------------------------------------------------ model loading
 
     def _load_model(self, target: Path | None, first: bool = False) -> None:
@@ -174,6 +177,8 @@ class StoryApp(FileActions, App[None]):
         )
 
     def on_stack_ready(self, _message: StackReady) -> None:
+        if self._closing_down:
+            return
         from storytui.sampling import PRESET_SETTINGS, SamplingSettings
 
         preset = self.settings.preset
@@ -188,26 +193,35 @@ class StoryApp(FileActions, App[None]):
         self.panel.show_sampling(self.sampling, preset, PRESET_SETTINGS)
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
+        if self._closing_down:
+            return
         if message.generator is not None:
             self.generator = message.generator
             self.model_path = message.path
             self.model_state = READY
             self.model_error = None
-            self._clear_notice()
+            if self.notices and self.notices[-1] in self._model_notices:
+                self._clear_notice()  # an old "no model" or load error no longer applies
         elif self.generator is None:
             self.model_state = NO_MODEL
             self.model_error = message.error
         else:
             self.model_state = READY  # a failed switch keeps the model we had
-        if message.notice:
-            self._notice(message.notice, toast=message.generator is not None)
-        if message.error:
-            self._notice(message.error, severity="error")
+        for text, severity in ((message.notice, "warning"), (message.error, "error")):
+            if text:
+                self._model_notices.add(text)
+                self._notice(text, severity=severity, toast=text != self._no_model_hint())
         self._status_dirty = True
         self._refresh_status()
         self.refresh_bindings()
 
     # ------------------------------------------------------------------ generation
+
+    @staticmethod
+    def _no_model_hint() -> str:
+        from storytui.checkpoint import NO_MODEL_HINT  # torch is loaded by the time it is needed
+
+        return NO_MODEL_HINT
 
     def _why_not_generate(self) -> str | None:
         if self.job is not None:
@@ -215,9 +229,7 @@ class StoryApp(FileActions, App[None]):
         if self.generator is None:
             if self.model_state == LOADING:
                 return "the model is still loading"
-            from storytui.checkpoint import NO_MODEL_HINT
-
-            return self.model_error or NO_MODEL_HINT
+            return self.model_error or self._no_model_hint()
         if self.sampling is None:
             return "the sampling settings are still loading"
         return None
@@ -263,12 +275,27 @@ class StoryApp(FileActions, App[None]):
         self.refresh_bindings()
 
     def on_tokens_ready(self, message: TokensReady) -> None:
-        if self.job is not None and message.job_id == self.job.id and self.cowriter.drain():
+        """Show queued tokens, at most ``DRAWS_PER_SECOND`` times a second.
+
+        Each draw re-renders the editor; drawing every token of a fast model would take CPU
+        from the model itself. Until the queue is drained no further wake-up is posted.
+        """
+        wait = self._last_draw + 1 / DRAWS_PER_SECOND - time.monotonic()
+        if wait > 0:
+            self.set_timer(wait, partial(self._draw_tokens, message.job_id))
+        else:
+            self._draw_tokens(message.job_id)
+
+    def _draw_tokens(self, job_id: int) -> None:
+        if self.job is None or self.job.id != job_id or self._closing_down:
+            return
+        self._last_draw = time.monotonic()
+        if self.cowriter.drain():
             self._refresh_marks()
             self._status_dirty = True
 
     def on_generation_done(self, message: GenerationDone) -> None:
-        if self.job is None or message.job_id != self.job.id:
+        if self.job is None or message.job_id != self.job.id or self._closing_down:
             return
         self.cowriter.finish(message.stats.seed)
         self.last_stats = message.stats
