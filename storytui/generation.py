@@ -238,15 +238,11 @@ class Generator:
             cache.length = len(ids)
         else:
             if prefix is None:
-                cache, reused = (
-                    self.model.new_cache(1, self.block_size, dtype=self._cache_dtype()),
-                    0,
-                )
-            else:  # keep the shared start; at least the last token is encoded again for logits
-                cache, reused = (
-                    prefix.cache,
-                    min(_common_length(prefix.cached_ids(), ids), len(ids) - 1),
-                )
+                cache = self.model.new_cache(1, self.block_size, dtype=self._cache_dtype())
+                reused = 0
+            else:  # keep the shared start; the last token is encoded again for its logits
+                cache = prefix.cache
+                reused = min(_common_length(prefix.cached_ids(), ids), len(ids) - 1)
             cache.length = reused
             out, _ = self.model(torch.tensor([ids[reused:]]), cache=cache, last_only=True)
             logits = out[0, -1].float()

@@ -83,11 +83,11 @@ PRESETS: dict[str, Preset] = {
     "seed": Preset(
         "seed",
         "the original 76.9M lecture-GPT story model (GPT-2 vocabulary)",
-        256,
-        8,
-        8,
-        512,
-        2048,
+        block_size=256,
+        n_layer=8,
+        n_head=8,
+        n_embd=512,
+        mlp_hidden=2048,
         dropout=0.2,
         arch="seed",
         tokenizer="gpt2",
@@ -186,10 +186,8 @@ class Attention(nn.Module):
             if T == 1:
                 y = F.scaled_dot_product_attention(q, k_all, v_all)
             else:  # a chunk after cached tokens: each query sees the past and its own prefix
-                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(
-                    diagonal=start
-                )
-                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device)
+                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask.tril(start))
             y = y.to(x.dtype)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
