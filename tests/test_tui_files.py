@@ -27,7 +27,7 @@ def test_save_and_reopen_keeps_text_prompt_and_memory(tiny_checkpoint, tmp_path)
         app = new_app(story)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press(*"Chapter one", "f2", *"A premise", "f2")
-            assert app.modified and "story.txt · modified" in app.status_text()
+            assert app.modified and "story.txt · new, not saved yet" in app.status_text()
             await pilot.press("ctrl+s")
             await pilot.pause()
             assert not app.modified and "story.txt · saved" in app.status_text()

@@ -528,6 +528,8 @@ class StoryApp(FileActions, App[None]):
         if self.path is None:
             state = "autosaved" if self.current_story() == self.autosaved else "autosaving…"
             return f"draft · {state}"
+        if not self.path.exists():
+            return f"{self.path.name} · new, not saved yet"
         return f"{self.path.name} · {'modified' if self.modified else 'saved'}"
 
     def _count_tokens(self, text: str, cursor: int) -> tuple[int, int] | None:

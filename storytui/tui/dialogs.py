@@ -104,12 +104,12 @@ class TokenAlternatives(ModalScreen["int | None"]):
 
     def compose(self) -> ComposeResult:
         options = [
-            Option(f"{alt.prob:6.1%}  {_visible(alt.text)}", id=str(index))
+            Option(f"{_percent(alt.prob):>7}  {_visible(alt.text)}", id=str(index))
             for index, alt in enumerate(self.alternatives)
         ]
         with Vertical(classes="dialog"):
             yield Label(
-                f"The model wrote {_visible(self.chosen_text)} ({self.chosen_prob:.1%}). "
+                f"The model wrote {_visible(self.chosen_text)} ({_percent(self.chosen_prob)}). "
                 "Pick another token to continue from it:",
                 classes="dialog-title",
             )
@@ -122,6 +122,11 @@ class TokenAlternatives(ModalScreen["int | None"]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def _percent(prob: float) -> str:
+    """A probability as a percentage that stays readable when it is tiny."""
+    return f"{prob:.1%}" if prob >= 0.001 else f"{prob * 100:.2g}%"
 
 
 def _visible(text: str) -> str:

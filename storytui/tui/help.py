@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label
+from textual.widgets import Label, Static
 
 from storytui.tui.commands import COMMANDS, EDITOR_KEYS, display_key
 
@@ -20,6 +21,18 @@ ABOUT = (
 )
 
 
+def keys_table() -> Table:
+    """Every key with what it does; the text column wraps instead of being cut."""
+    table = Table(box=None, expand=True, show_edge=False, pad_edge=False)
+    table.add_column("Key", no_wrap=True, style="bold")
+    table.add_column("Action", ratio=1)
+    for command in COMMANDS:
+        table.add_row(display_key(command.keys), command.help)
+    for keys, description in EDITOR_KEYS:
+        table.add_row(keys, description)
+    return table
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,f1,q,question_mark", "close", "Close"),
@@ -29,15 +42,8 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(classes="dialog help"):
             yield Label("storytui keys", classes="dialog-title")
             yield Label(ABOUT, classes="dialog-hint")
-            yield DataTable(id="keys", cursor_type="none", zebra_stripes=True)
-
-    def on_mount(self) -> None:
-        table = self.query_one("#keys", DataTable)
-        table.add_columns("Key", "Action")
-        for command in COMMANDS:
-            table.add_row(display_key(command.keys), command.help)
-        for keys, description in EDITOR_KEYS:
-            table.add_row(keys, description)
+            yield Static(keys_table(), id="keys")
+            yield Label("Esc closes.", classes="dialog-hint")
 
     def action_close(self) -> None:
         self.dismiss(None)

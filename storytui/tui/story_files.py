@@ -146,7 +146,6 @@ def open_named(story_path: Path) -> OpenedStory:
         raise StoryError(f"cannot create {story_path}: {story_path.parent} is not a directory")
     else:
         saved = Story()
-        notices.append(f"new story: {story_path.name} is created when you save")
     recovered, copy_notices = _load_copy(recovery_path(story_path), "recovery copy")
     notices += copy_notices
     if recovered is not None and recovered != saved:
