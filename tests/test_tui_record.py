@@ -168,3 +168,12 @@ def test_unreadable_settings_are_kept_aside():
     paths.settings_path().write_bytes(b"\xff{")
     settings, notice = load_settings()
     assert settings == AppSettings() and "kept them as settings.json.corrupt-" in notice
+
+
+def test_the_app_module_starts_without_torch():
+    import subprocess
+    import sys
+
+    code = "import storytui.tui.app, sys; print('torch' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
