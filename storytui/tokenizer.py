@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import tiktoken
-from tiktoken.load import load_tiktoken_bpe
 
 from storytui import paths
 from storytui.errors import StoryError
@@ -132,10 +131,19 @@ def load_tokenizer(name: str | None = None) -> Tokenizer:
 
 
 def _load_ranks_file(path: Path) -> dict[bytes, int]:
+    """Parse a tiktoken ranks file ourselves: tiktoken's loader caches by path in a temp dir, so
+    a retrained vocabulary at the same path would silently load the stale copy."""
     try:
-        return load_tiktoken_bpe(str(path))
-    except Exception as exc:  # tiktoken raises bare ValueErrors for malformed lines
+        ranks: dict[bytes, int] = {}
+        for line in path.read_bytes().splitlines():
+            if line.strip():
+                token, rank = line.split()
+                ranks[base64.b64decode(token, validate=True)] = int(rank)
+    except (ValueError, OSError) as exc:
         raise StoryError(f"cannot read vocabulary file {path}: {exc}") from exc
+    if sorted(ranks.values()) != list(range(len(ranks))):
+        raise StoryError(f"vocabulary file {path} has gaps or duplicates in its ranks")
+    return ranks
 
 
 def _gpt2_ranks() -> dict[bytes, int]:

@@ -221,7 +221,7 @@ def test_output_streams_before_the_end_and_ctrl_c_is_clean(
         ["continue", str(story), "--max-tokens", "20000", "-i", "--seed", "1"], storytui_home
     )
     first = process.stdout.read(1)  # blocks until the first streamed byte
-    assert first
+    assert first, process.communicate(timeout=60)[1].decode()
     assert process.poll() is None  # still generating: output is streamed, not buffered
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)

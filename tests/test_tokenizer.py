@@ -76,3 +76,18 @@ def test_trained_vocabulary_is_deterministic_and_hash_changes_with_content() -> 
 def test_unknown_tokenizer_is_one_clear_error() -> None:
     with pytest.raises(StoryError, match="unknown tokenizer 'nope'"):
         load_tokenizer("nope")
+
+
+def test_ranks_file_is_read_fresh_each_time(tmp_path) -> None:
+    from storytui.tokenizer import _load_ranks_file, write_ranks
+
+    path = tmp_path / "v.tiktoken"
+    first = {bytes([b]): b for b in range(256)}
+    write_ranks(path, first)
+    assert _load_ranks_file(path) == first
+    second = {**first, b"th": 256}
+    write_ranks(path, second)  # same path, new content: no stale cached copy may come back
+    assert _load_ranks_file(path) == second
+    path.write_text("not base64 at all\n")
+    with pytest.raises(StoryError, match="cannot read vocabulary file"):
+        _load_ranks_file(path)
