@@ -25,7 +25,9 @@ def test_round_trip_preserves_weights_and_meta(tiny_checkpoint: Path) -> None:
     from storytui.model import PRESETS, StoryModel
 
     original = StoryModel(PRESETS["tiny"].config(loaded.tokenizer.n_vocab))
-    for (name, a), (_, b) in zip(original.state_dict().items(), loaded.model.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        original.state_dict().items(), loaded.model.state_dict().items(), strict=True
+    ):
         torch.testing.assert_close(a, b, msg=name)
     assert loaded.meta.preset == "tiny"
     assert loaded.meta.n_params == original.num_parameters()

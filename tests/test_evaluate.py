@@ -48,9 +48,7 @@ def test_strided_scoring_counts_each_target_once_and_matches_direct_loss(
         logits, _ = model(torch.tensor([short[:-1]]))
     direct = torch.nn.functional.cross_entropy(logits[0], torch.tensor(short[1:]), reduction="sum")
     assert count == len(short) - 1
-    assert nbytes == len(b"The whale surfaced beside the boat.") - len(
-        tok.token_bytes(short[0])
-    )
+    assert nbytes == len(b"The whale surfaced beside the boat.") - len(tok.token_bytes(short[0]))
     assert loss == pytest.approx(float(direct), rel=1e-5)
     long = tok.encode(BOOK)
     assert len(long) > 300
