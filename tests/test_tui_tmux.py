@@ -27,6 +27,7 @@ class Pane:
             "new-session", "-d", "-s", "app", "-x", str(width), "-y", str(height),
             "env", *exports, *command,
         )  # fmt: skip
+        self.socket_path = Path(self.tmux("display-message", "-p", "#{socket_path}").strip())
 
     def tmux(self, *args: str) -> str:
         result = subprocess.run(
@@ -58,6 +59,7 @@ class Pane:
 
     def close(self) -> None:
         self.tmux("kill-server")
+        self.socket_path.unlink(missing_ok=True)
 
 
 def test_type_continue_save_and_quit_in_a_real_terminal(tiny_checkpoint, storytui_home, tmp_path):
