@@ -97,6 +97,11 @@ def tokenizer_assets_dir() -> Path:
 
 
 def bundled_model_dir() -> Path:
+    """The default model that ships with storytui; ``STORYTUI_BUNDLED_MODEL`` points elsewhere
+    (tests point it at an empty path to see the app as a user with no model would)."""
+    override = os.environ.get("STORYTUI_BUNDLED_MODEL")
+    if override:
+        return Path(override).expanduser()
     return assets_dir() / "models" / "default"
 
 

@@ -18,6 +18,8 @@ def storytui_home(tmp_path_factory, monkeypatch) -> Path:
     """Every test gets its own empty STORYTUI_HOME; nothing touches the real data dir."""
     home = tmp_path_factory.mktemp("storytui-home")
     monkeypatch.setenv("STORYTUI_HOME", str(home))
+    # tests start as a user with no model at all; those about the bundled model opt back in
+    monkeypatch.setenv("STORYTUI_BUNDLED_MODEL", str(home / "no-bundled-model"))
     return home
 
 

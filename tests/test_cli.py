@@ -195,10 +195,7 @@ def test_corrupt_checkpoint_is_one_line(
     assert len(err.strip().splitlines()) == 1 and "tiny-test" in err
 
 
-def test_no_model_says_how_to_train(story: Path, capsys, monkeypatch) -> None:
-    from storytui import paths
-
-    monkeypatch.setattr(paths, "bundled_model_dir", lambda: Path("/nonexistent"))
+def test_no_model_says_how_to_train(story: Path, capsys) -> None:
     code, _, err = run_cli(["continue", str(story)], capsys)
     assert code != 0
     assert "storytui train pretrain" in err and len(err.strip().splitlines()) == 1

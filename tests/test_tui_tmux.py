@@ -69,6 +69,7 @@ def test_type_continue_save_and_quit_in_a_real_terminal(tiny_checkpoint, storytu
     story = tmp_path / "tale.txt"
     env = {
         "STORYTUI_HOME": str(storytui_home),
+        "STORYTUI_BUNDLED_MODEL": os.environ["STORYTUI_BUNDLED_MODEL"],
         "TERM": "xterm-256color",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
