@@ -29,9 +29,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if path.exists():
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if path.exists():
                 shutil.copymode(path, tmp)
+            else:  # mkstemp makes files private; a new story gets the usual permissions
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
