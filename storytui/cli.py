@@ -22,7 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-models_app = typer.Typer(help="List, inspect, import and evaluate models.", invoke_without_command=True)
+models_app = typer.Typer(
+    help="List, inspect, import and evaluate models.", invoke_without_command=True
+)
 app.add_typer(models_app, name="models")
 
 
@@ -30,7 +32,9 @@ def _mount_trainer() -> None:
     """The trainer's command groups (light modules: they import torch only when run)."""
     from trainer.cli import data_app, train_app
 
-    app.add_typer(train_app, name="train", help="Train a tokenizer or a model (pretrain, finetune).")
+    app.add_typer(
+        train_app, name="train", help="Train a tokenizer or a model (pretrain, finetune)."
+    )
     app.add_typer(data_app, name="data", help="Download and prepare training data.")
 
 
@@ -45,20 +49,34 @@ def open_tui(file: Annotated[Path | None, typer.Argument()] = None) -> None:
 @app.command("continue")
 def continue_story(
     file: Annotated[str, typer.Argument(help="Story file to continue, or - for standard input.")],
-    in_place: Annotated[bool, typer.Option("--in-place", "-i", help="Append the continuation to FILE (atomically).")] = False,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or checkpoint directory.")] = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", help="Tokens to generate.")] = 200,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", "-i", help="Append the continuation to FILE (atomically).")
+    ] = False,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model name or checkpoint directory.")
+    ] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", "-n", help="Tokens to generate.")
+    ] = 200,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.8,
     top_k: Annotated[int, typer.Option("--top-k", help="0 = off.")] = 0,
     top_p: Annotated[float, typer.Option("--top-p", help="1 = off.")] = 0.95,
     min_p: Annotated[float, typer.Option("--min-p", help="0 = off.")] = 0.05,
-    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="1 = off.")] = 1.1,
+    repetition_penalty: Annotated[
+        float, typer.Option("--repetition-penalty", help="1 = off.")
+    ] = 1.1,
     dry_multiplier: Annotated[float, typer.Option("--dry", help="DRY multiplier; 0 = off.")] = 0.0,
-    stop: Annotated[list[str] | None, typer.Option("--stop", help="Stop at this text (repeatable).")] = None,
+    stop: Annotated[
+        list[str] | None, typer.Option("--stop", help="Stop at this text (repeatable).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Same seed + settings = same text.")] = None,
-    prompt: Annotated[str, typer.Option(help="Writing prompt the model sees before the story.")] = "",
+    prompt: Annotated[
+        str, typer.Option(help="Writing prompt the model sees before the story.")
+    ] = "",
     memory: Annotated[str, typer.Option(help="Memory / author's note the model sees.")] = "",
-    precision: Annotated[str | None, typer.Option(help="fp32, bf16 or int8 (default: fastest that stays faithful).")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="fp32, bf16 or int8 (default: fastest that stays faithful).")
+    ] = None,
 ) -> None:
     """Stream a continuation of FILE to standard output."""
     from storytui.sampling import SamplingSettings
@@ -117,7 +135,9 @@ def models_list() -> None:
 
 
 @models_app.command("info")
-def models_info(name: Annotated[str, typer.Argument(help="Model name or checkpoint directory.")]) -> None:
+def models_info(
+    name: Annotated[str, typer.Argument(help="Model name or checkpoint directory.")],
+) -> None:
     """Show one checkpoint's details and loss curve."""
     from storytui.model_views import print_model_info
 
@@ -157,11 +177,17 @@ def models_presets() -> None:
 
 @models_app.command("eval")
 def models_eval(
-    name: Annotated[str | None, typer.Argument(help="Model name or directory (default: best available).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Model name or directory (default: best available).")
+    ] = None,
     split: Annotated[str, typer.Option(help="WritingPrompts split: valid or test.")] = "valid",
     samples: Annotated[int, typer.Option(help="Continuations of 200 tokens to generate.")] = 8,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens scored per corpus.")] = 100_000,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="Tokens scored per corpus.")
+    ] = 100_000,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON.")
+    ] = None,
 ) -> None:
     """Bits per byte, word perplexity and sample diversity on held-out data."""
     from trainer.eval_cli import run_eval
@@ -204,7 +230,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def _fail(message: str, code: int) -> None:
     sys.stdout.flush()
-    print(f"storytui: error: {message}" if code != 130 else "storytui: interrupted", file=sys.stderr)
+    print(
+        f"storytui: error: {message}" if code != 130 else "storytui: interrupted", file=sys.stderr
+    )
     sys.exit(code)
 
 
