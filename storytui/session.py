@@ -17,7 +17,9 @@ def generator_for(checkpoint: Checkpoint, precision: str | None = None) -> Gener
     from storytui.errors import StoryError
     from storytui.generation import PRECISIONS
 
-    precision = precision or DEFAULT_PRECISION
+    if precision is None:
+        # imported seed models run in fp32 so greedy decoding repeats the original's tokens
+        precision = "fp32" if checkpoint.meta.model.arch == "seed" else DEFAULT_PRECISION
     if precision not in PRECISIONS:
         raise StoryError(f"invalid precision {precision!r} (choose {', '.join(PRECISIONS)})")
     generator = Generator(
