@@ -135,3 +135,21 @@ def test_reduced_precisions_generate(precision: str) -> None:
     model = StoryModel(PRESETS["tiny"].config(tokenizer.n_vocab))
     generator = Generator(model, tokenizer, precision=precision)
     assert generator.generate(STORY, settings()) == generator.generate(STORY, settings())
+
+
+def test_cached_prefix_is_reused_and_gives_the_same_text_as_a_cold_start() -> None:
+    tokenizer = load_tokenizer()
+    torch.manual_seed(0)
+    warm = Generator(StoryModel(PRESETS["tiny"].config(tokenizer.n_vocab)), tokenizer)
+    greedy = SamplingSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=20)
+    first = warm.generate(STORY, greedy)
+    again = warm.generate(STORY, greedy)
+    assert again == first
+    assert warm.last_stats.reused_tokens == warm.last_stats.context_tokens
+    extended = STORY + first
+    warm_text = warm.generate(extended, greedy)
+    assert 0 < warm.last_stats.reused_tokens < warm.last_stats.context_tokens
+    warm.forget_context()
+    cold_text = warm.generate(extended, greedy)
+    assert warm.last_stats.reused_tokens == 0
+    assert warm_text == cold_text
