@@ -280,16 +280,23 @@ class StoryModel(nn.Module):
             x = block(x, cos, sin, cache, layer)
         if cache is not None:
             cache.length = start + T
-        x = self.norm(x)
-        if targets is not None:
-            logits = self.lm_head(x)
-            loss = F.cross_entropy(
-                logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-100
-            )
-            return logits, loss
-        if last_only:
-            x = x[:, -1:, :]
-        return self.lm_head(x), None
+        return output_logits(self.lm_head, self.norm(x), targets, last_only)
+
+
+def output_logits(
+    lm_head: nn.Module, x: torch.Tensor, targets: torch.Tensor | None, last_only: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Vocabulary logits (and the mean loss, -100 = ignored) from final hidden states; shared
+    by every architecture so training and generation treat them alike."""
+    if targets is not None:
+        logits = lm_head(x)
+        loss = F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-100
+        )
+        return logits, loss
+    if last_only:
+        x = x[:, -1:, :]
+    return lm_head(x), None
 
 
 def build_model(config: ModelConfig) -> nn.Module:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from storytui.model import KVCache, ModelConfig
+from storytui.model import KVCache, ModelConfig, output_logits
 
 
 class SeedAttention(nn.Module):
@@ -157,16 +157,7 @@ class SeedModel(nn.Module):
             x = block(x, cache, layer)
         if cache is not None:
             cache.length = start + T
-        x = self.ln_f(x)
-        if targets is not None:
-            logits = self.lm_head(x)
-            loss = F.cross_entropy(
-                logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-100
-            )
-            return logits, loss
-        if last_only:
-            x = x[:, -1:, :]
-        return self.lm_head(x), None
+        return output_logits(self.lm_head, self.ln_f(x), targets, last_only)
 
 
 # Per-block modules that only change name (weight and bias each).
