@@ -3,6 +3,8 @@ trains only on stories (not prompts) by default, and records where it came from.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -52,7 +54,7 @@ def test_finetune_starts_from_the_parent_and_records_it(pretrained):
         parent.tokenizer.hash,
     )
     assert child.meta.template == parent.meta.template
-    assert child.meta.extra["run"]["options"] == {"mask_prompt": True}
+    assert child.meta.extra["run"]["options"] == {"mask_prompt": True, "tales": False}
     assert child.meta.val_bpb is not None
     changed = [
         k
@@ -121,7 +123,37 @@ def test_masked_prompts_are_not_scored(pretrained):
 
 def test_no_mask_prompt_is_recorded(pretrained):
     train(_spec("unmasked", pretrained, steps=2, mask_prompt=False))
-    assert read_meta(paths.model_dir("unmasked")).extra["run"]["options"] == {"mask_prompt": False}
+    options = read_meta(paths.model_dir("unmasked")).extra["run"]["options"]
+    assert options == {"mask_prompt": False, "tales": False}
+
+
+def test_tales_join_the_training_split_only(pretrained):
+    from tests.test_sources_tales import _collection
+
+    collection = _collection(random.Random(5))
+    (paths.clean_dir("gutenberg") / "pg2591.txt").write_text(collection, encoding="utf-8")
+    template = StoryTemplate()
+    plain = finetune_shards(load_checkpoint(paths.model_dir(pretrained)).tokenizer, template, True)
+    spec = _spec("told", pretrained, steps=2, tales=True)
+    with_tales = spec.data
+    assert with_tales.name == plain.name + "-tales"
+    assert with_tales.stats("train").documents == plain.stats("train").documents + 3
+    for split in ("val", "test"):  # evaluation stays on WritingPrompts
+        assert with_tales.stats(split) == plain.stats(split)
+    tokens, _ = with_tales.arrays("train")
+    text = spec.tokenizer.decode([int(t) for t in tokens])
+    assert "[Prompt] The Silver Key\n[Story]\n" in text
+    train(spec)
+    assert read_meta(paths.model_dir("told")).extra["run"]["options"]["tales"] is True
+
+
+def test_cli_finetune_tales_without_collections_says_so(pretrained):
+    result = runner.invoke(
+        app,
+        ["train", "finetune", "--from", pretrained, "--out", "t", "--tales", "--max-steps", "1"],
+    )
+    assert isinstance(result.exception, StoryError)
+    assert "no tales found" in str(result.exception)
 
 
 def test_cli_finetune_needs_a_parent_that_exists(pretrained):

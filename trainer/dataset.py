@@ -380,9 +380,16 @@ def pretrain_documents(val_fraction: float = 0.03) -> dict[str, list[Document]]:
     return splits
 
 
-def finetune_documents(template: StoryTemplate | None = None) -> dict[str, list[Document]]:
+def finetune_documents(
+    template: StoryTemplate | None = None, tales: bool = False
+) -> dict[str, list[Document]]:
     """WritingPrompts pairs laid out by ``format_story``: the prompt header is conditioning,
-    the story is the target. Official splits map train→train, valid→val, test→test."""
+    the story is the target. Official splits map train→train, valid→val, test→test.
+
+    With ``tales`` the training split also gets the tales of the story collections among the
+    books, each titled by its prompt (held-out books excluded); evaluation stays WritingPrompts.
+    """
+    from trainer.sources.tales import load_tales
     from trainer.sources.writingprompts import load_pairs
 
     splits: dict[str, list[Document]] = {}
@@ -395,6 +402,15 @@ def finetune_documents(template: StoryTemplate | None = None) -> dict[str, list[
         raise StoryError(
             "no WritingPrompts pairs yet; run `storytui data download writingprompts` first"
         )
+    if tales:
+        found = load_tales(exclude=set(heldout_books()))
+        if not found:
+            raise StoryError(
+                "no tales found: --tales needs the story collections among the books; "
+                "run `storytui data download gutenberg` first"
+            )
+        formatted_tales = (format_story(t.story, t.title, template=template) for t in found)
+        splits["train"] += [(f.header, f.story) for f in formatted_tales]
     return splits
 
 

@@ -263,6 +263,7 @@ def finetune_spec(
     overrides: dict[str, Any],
     *,
     mask_prompt: bool = True,
+    tales: bool = False,
     seed: int = DEFAULT_SEED,
     device: str = "auto",
     compile: bool = False,
@@ -279,7 +280,9 @@ def finetune_spec(
     recipe = recipe or default_recipe(preset)
     hp = with_overrides(default_hyperparameters("finetune", preset, recipe), **overrides)
     template = checkpoint.meta.template
-    data = finetune_shards(checkpoint.tokenizer, template, mask_prompt, force=force_shards)
+    data = finetune_shards(
+        checkpoint.tokenizer, template, mask_prompt, tales=tales, force=force_shards
+    )
     return RunSpec(
         name=name,
         stage="finetune",
@@ -297,7 +300,7 @@ def finetune_spec(
         compile=compile,
         time_budget_s=time_budget_s,
         sample_prompt=SAMPLE_PROMPT,
-        options={"mask_prompt": mask_prompt},
+        options={"mask_prompt": mask_prompt, "tales": tales},
     )
 
 
@@ -325,7 +328,8 @@ def resume_spec(name: str, stage: str, *, device: str = "auto", compile: bool = 
         sample = {"sample_text": SAMPLE_OPENING}
     else:
         mask = options.get("mask_prompt", True)
-        data = finetune_shards(tokenizer, meta.template, mask, reuse=True)
+        tales = options.get("tales", False)
+        data = finetune_shards(tokenizer, meta.template, mask, tales=tales, reuse=True)
         sample = {"sample_prompt": SAMPLE_PROMPT}
     return RunSpec(
         name=name,
@@ -375,13 +379,15 @@ def finetune_shards(
     template: StoryTemplate,
     mask_prompt: bool,
     *,
+    tales: bool = False,
     reuse: bool = False,
     force: bool = False,
 ):
     """Token shards of WritingPrompts pairs laid out by the checkpoint's story template.
 
     With ``mask_prompt`` the header (prompt, memory) is conditioning only; without, the model
-    also learns to write the header.
+    also learns to write the header. With ``tales`` the training split also holds the
+    collections' tales (see ``trainer.sources.tales``).
     """
     import hashlib
     import json
@@ -391,9 +397,11 @@ def finetune_shards(
     layout = json.dumps(template.to_json(), sort_keys=True).encode()
     digest = hashlib.sha256(layout).hexdigest()[:8]
     name = f"finetune-{tokenizer.name}-{digest}-{'masked' if mask_prompt else 'full'}"
+    if tales:
+        name += "-tales"
     if reuse and _shards_exist(name):
         return dataset.ShardSet.load(name)
-    documents = dataset.finetune_documents(template)
+    documents = dataset.finetune_documents(template, tales=tales)
     if not mask_prompt:
         documents = {
             split: [("", header + body) for header, body in docs]

@@ -125,6 +125,14 @@ def finetune(
             help="Train only on stories, not on the prompt header.",
         ),
     ] = True,
+    tales: Annotated[
+        bool,
+        typer.Option(
+            "--tales/--no-tales",
+            help="Also train on the tales of the story collections among the books, each "
+            "titled by its prompt.",
+        ),
+    ] = False,
     recipe: Recipe = None,
     max_steps: MaxSteps = None,
     max_tokens: MaxTokens = None,
@@ -155,7 +163,9 @@ def finetune(
     )
     _check_name(out)
     if resume:
-        _warn_ignored(overrides, recipe=recipe, time_budget=time_budget, parent=parent)
+        _warn_ignored(
+            overrides, recipe=recipe, time_budget=time_budget, parent=parent, tales=tales or None
+        )
         spec = stages.resume_spec(out, "finetune", device=device, compile=compile)
     else:
         if not parent:
@@ -166,6 +176,7 @@ def finetune(
             recipe,
             overrides,
             mask_prompt=mask_prompt,
+            tales=tales,
             seed=seed,
             device=device,
             compile=compile,
