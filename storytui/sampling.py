@@ -168,16 +168,26 @@ def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Keep the smallest set of most likely tokens whose probabilities sum to at least ``p``."""
+    """Keep the smallest set of most likely tokens whose probabilities sum to at least ``p``.
+
+    The nucleus is a handful of tokens, so the head of the order comes from ``topk`` (widened
+    until it holds mass ``p``) rather than a sort of the whole vocabulary, which costs over a
+    millisecond per token at 16K entries.
+    """
     if p >= 1.0:
         return logits
-    sorted_logits, order = torch.sort(logits, descending=True)
-    cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-    # a token stays if the mass before it is still short of p
-    drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= p
-    drop_sorted[0] = False
-    out = logits.clone()
-    out[order[drop_sorted]] = -math.inf
+    probs = torch.softmax(logits, dim=-1)
+    head = min(64, logits.numel())
+    while True:
+        top, order = torch.topk(probs, head)
+        cumulative = top.cumsum(dim=-1)
+        if cumulative[-1] >= p or head == logits.numel():
+            break
+        head = min(head * 8, logits.numel())
+    # a token stays if the mass before it is still short of p (the first always stays)
+    keep = int(((cumulative - top) < p).sum().clamp(min=1))
+    out = torch.full_like(logits, -math.inf)
+    out[order[:keep]] = logits[order[:keep]]
     return out
 
 
@@ -221,5 +231,7 @@ def choose_token(logits: torch.Tensor, settings: SamplingSettings, state: Sample
     logits = apply_top_k(logits, settings.top_k)
     logits = apply_top_p(logits, settings.top_p)
     logits = apply_min_p(logits, settings.min_p)
-    probs = torch.softmax(logits, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=state.generator))
+    # draw among the survivors only: a multinomial over the whole vocabulary costs ~0.4 ms
+    kept = torch.isfinite(logits).nonzero().view(-1)
+    probs = torch.softmax(logits[kept], dim=-1)
+    return int(kept[torch.multinomial(probs, 1, generator=state.generator)])

@@ -45,6 +45,20 @@ def test_top_p_keeps_smallest_set_reaching_p() -> None:
     assert kept(apply_top_p(logits, 1.0)) == {0, 1, 2, 3}
 
 
+@pytest.mark.parametrize("spread", [0.3, 1.0, 4.0])
+@pytest.mark.parametrize("p", [0.3, 0.9, 0.99])
+def test_top_p_matches_a_full_sort_on_large_vocabularies(spread: float, p: float) -> None:
+    """The topk search widens until it holds mass p; it must keep what a full sort keeps,
+    for peaked and for flat distributions (flat ones need hundreds of tokens)."""
+    logits = torch.randn(16384, generator=torch.Generator().manual_seed(7)) * spread
+    probs = torch.softmax(logits, dim=-1)
+    sorted_probs, order = torch.sort(probs, descending=True)
+    before = sorted_probs.cumsum(0) - sorted_probs
+    expected = set(order[before < p].tolist())
+    assert kept(apply_top_p(logits, p)) == expected
+    assert len(expected) > 64 or spread > 1  # the flat cases do exercise the widening
+
+
 def test_min_p_is_relative_to_top_probability() -> None:
     probs = torch.tensor([0.6, 0.25, 0.1, 0.05])
     out = apply_min_p(probs.log(), 0.2)  # threshold 0.12
