@@ -166,7 +166,8 @@ def _scale_bytes(w: torch.Tensor) -> int:
 
 
 def kv_bytes(n_layer: int, width: int, positions: float, element_size: int) -> int:
-    """Keys plus values of every layer for ``positions`` cached tokens."""
+    """Keys plus values of every layer for ``positions`` cached tokens (``width``: the width of
+    the keys, i.e. key/value heads × head size)."""
     return int(2 * n_layer * width * positions * element_size)
 
 
@@ -188,7 +189,7 @@ def llama_twin(model: nn.Module):
         intermediate_size=cfg.mlp_hidden,
         num_hidden_layers=cfg.n_layer,
         num_attention_heads=cfg.n_head,
-        num_key_value_heads=cfg.n_head,
+        num_key_value_heads=cfg.kv_heads,
         max_position_embeddings=cfg.block_size,
         rms_norm_eps=cfg.norm_eps,
         rope_theta=cfg.rope_theta,
@@ -202,6 +203,7 @@ def llama_twin(model: nn.Module):
     )
     twin = LlamaForCausalLM(config).eval()
     C, H = cfg.n_embd, cfg.mlp_hidden
+    KV = cfg.kv_heads * cfg.head_dim  # width of the keys (and of the values)
     state = {
         "model.embed_tokens.weight": model.embed.weight,
         "model.norm.weight": model.norm.weight,
@@ -214,8 +216,8 @@ def llama_twin(model: nn.Module):
             {
                 prefix + "input_layernorm.weight": block.attn_norm.weight,
                 prefix + "self_attn.q_proj.weight": qkv[:C],
-                prefix + "self_attn.k_proj.weight": qkv[C : 2 * C],
-                prefix + "self_attn.v_proj.weight": qkv[2 * C :],
+                prefix + "self_attn.k_proj.weight": qkv[C : C + KV],
+                prefix + "self_attn.v_proj.weight": qkv[C + KV :],
                 prefix + "self_attn.o_proj.weight": block.attn.proj.weight,
                 prefix + "post_attention_layernorm.weight": block.mlp_norm.weight,
                 prefix + "mlp.gate_proj.weight": gate_up[:H],

@@ -31,10 +31,25 @@ class ModelConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     arch: str = "storytui"
+    # Grouped-query attention: fewer key/value heads than query heads (None: one per query
+    # head). Decoding reads the whole KV cache every token, so on a CPU a third of the heads
+    # is close to a third of the attention time at long contexts.
+    n_kv_head: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head or self.n_head % self.kv_heads:
+            raise ValueError(
+                f"width {self.n_embd}, {self.n_head} heads and {self.kv_heads} key/value heads "
+                "do not divide evenly"
+            )
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -62,6 +77,7 @@ class Preset:
     dropout: float = 0.0
     arch: str = "storytui"
     tokenizer: str | None = None  # None: the default vocabulary
+    n_kv_head: int | None = None  # None: as many key/value heads as query heads
 
     def config(self, vocab_size: int) -> ModelConfig:
         return ModelConfig(
@@ -73,13 +89,14 @@ class Preset:
             mlp_hidden=self.mlp_hidden,
             dropout=self.dropout,
             arch=self.arch,
+            n_kv_head=self.n_kv_head,
         )
 
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", "tests and smoke runs", 128, 2, 2, 32, 96),
     "small": Preset("small", "trains on a laptop CPU", 512, 6, 6, 384, 1024),
-    "colab": Preset("colab", "one free Colab T4 session", 1024, 9, 12, 768, 2080),
+    "colab": Preset("colab", "one free Colab T4 session", 1024, 9, 12, 768, 2432, n_kv_head=4),
     "seed": Preset(
         "seed",
         "the original 76.9M lecture-GPT story model (GPT-2 vocabulary)",
@@ -132,7 +149,7 @@ class KVCache:
     """Preallocated keys and values for every layer; ``length`` tokens are filled."""
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int, dtype, device) -> None:
-        shape = (batch, config.n_head, max_len, config.head_dim)
+        shape = (batch, config.kv_heads, max_len, config.head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self.values = [
             torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)
@@ -157,8 +174,11 @@ class Attention(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
+        self.n_kv_head = config.kv_heads
         self.head_dim = config.head_dim
-        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        # queries, keys and values in one matmul; its output is [query heads | key heads | value heads]
+        kv_width = 2 * self.n_kv_head * self.head_dim
+        self.qkv = nn.Linear(config.n_embd, config.n_embd + kv_width, bias=False)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
         self.dropout = config.dropout
 
@@ -171,23 +191,29 @@ class Attention(nn.Module):
         layer: int,
     ) -> torch.Tensor:
         B, T, C = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary(qkv[:2], cos, sin)  # queries and keys in one go: fewer small ops
-        v = qkv[2]
+        H, G = self.n_head, self.n_kv_head
+        qkv = self.qkv(x).view(B, T, H + 2 * G, self.head_dim).transpose(1, 2)
+        qk = apply_rotary(qkv[:, : H + G], cos, sin)  # queries and keys in one go: fewer ops
+        q, k, v = qk[:, :H], qk[:, H:], qkv[:, H + G :]
         start = cache.length if cache is not None else 0
         if cache is not None:
             k_all, v_all = cache.append(layer, k, v)
         if start == 0:  # nothing before this chunk: plain causal attention over it
+            if G != H:  # training kernels want one key/value head per query head
+                k, v = k.repeat_interleave(H // G, dim=1), v.repeat_interleave(H // G, dim=1)
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
             )
         else:
             q = q.to(k_all.dtype)  # a cache may hold a wider type than the weights compute in
+            grouped = G != H  # each key/value head serves H // G query heads, read once
             if T == 1:
-                y = F.scaled_dot_product_attention(q, k_all, v_all)
+                y = F.scaled_dot_product_attention(q, k_all, v_all, enable_gqa=grouped)
             else:  # a chunk after cached tokens: each query sees the past and its own prefix
-                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device)
-                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask.tril(start))
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+                y = F.scaled_dot_product_attention(
+                    q, k_all, v_all, attn_mask=mask, enable_gqa=grouped
+                )
             y = y.to(x.dtype)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 

@@ -50,7 +50,7 @@ def print_presets(console: Console | None = None) -> None:
             params,
             str(preset.n_layer),
             str(preset.n_embd),
-            str(preset.n_head),
+            _heads(preset.n_head, preset.n_kv_head or preset.n_head),
             str(preset.block_size),
             vocab_label,
             preset.description,
@@ -88,13 +88,19 @@ def print_model_list(console: Console | None = None) -> None:
     console.print(table)
 
 
+def _heads(query: int, key_value: int) -> str:
+    """'12' for full attention, '12/4' when 12 query heads share 4 key/value heads."""
+    return str(query) if query == key_value else f"{query}/{key_value}"
+
+
 def describe(meta: CheckpointMeta) -> list[tuple[str, str]]:
     cfg = meta.model
     return [
         ("preset", meta.preset),
         (
             "architecture",
-            f"{cfg.arch}: {cfg.n_layer} layers, width {cfg.n_embd}, {cfg.n_head} heads, context {cfg.block_size}",
+            f"{cfg.arch}: {cfg.n_layer} layers, width {cfg.n_embd}, "
+            f"{_heads(cfg.n_head, cfg.kv_heads)} heads, context {cfg.block_size}",
         ),
         ("parameters", f"{meta.n_params:,}"),
         ("tokenizer", f"{meta.tokenizer} ({meta.tokenizer_hash})"),

@@ -25,12 +25,47 @@ def test_count_matches_built_model() -> None:
     assert count_parameters(config) == StoryModel(config).num_parameters()
 
 
-@pytest.fixture(scope="module")
-def model() -> StoryModel:
+def _config(n_kv_head: int | None = None) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=500, block_size=64, n_layer=2, n_head=4, n_embd=64, mlp_hidden=128,
+        n_kv_head=n_kv_head,
+    )  # fmt: skip
+
+
+# every test below runs with one key/value head per query head, with groups of 2, and with one
+@pytest.fixture(scope="module", params=[None, 2, 1], ids=["mha", "gqa", "mqa"])
+def model(request) -> StoryModel:
     torch.manual_seed(0)
-    return StoryModel(
-        ModelConfig(vocab_size=500, block_size=64, n_layer=2, n_head=4, n_embd=64, mlp_hidden=128)
-    ).eval()
+    return StoryModel(_config(request.param)).eval()
+
+
+def test_grouped_heads_share_keys_and_values_in_order() -> None:
+    """Query head h reads key/value head h // group (as Llama's repeat_kv): the same network
+    with each key/value head copied out to its query heads gives the same logits."""
+    torch.manual_seed(1)
+    grouped = StoryModel(_config(2)).eval()
+    full = StoryModel(_config(None)).eval()
+    state = grouped.state_dict()
+    D = 16
+    for name, weight in list(state.items()):
+        if name.endswith("attn.qkv.weight"):
+            q, k, v = weight.split([64, 2 * D, 2 * D])
+            k, v = (t.view(2, D, 64).repeat_interleave(2, dim=0).reshape(4 * D, 64) for t in (k, v))
+            state[name] = torch.cat([q, k, v])
+    full.load_state_dict(state)
+    ids = torch.randint(0, 500, (1, 40))
+    torch.testing.assert_close(grouped(ids)[0], full(ids)[0], atol=1e-5, rtol=0)
+    cache = grouped.new_cache()
+    assert cache.keys[0].shape[1] == 2  # the cache holds only the shared heads
+    stepped = [grouped(ids[:, :39], cache=cache)[0], grouped(ids[:, 39:], cache=cache)[0]]
+    torch.testing.assert_close(torch.cat(stepped, 1), full(ids)[0], atol=CACHE_TOLERANCE, rtol=0)
+
+
+def test_configs_without_kv_heads_are_full_attention() -> None:
+    old = {k: v for k, v in _config().to_json().items() if k != "n_kv_head"}
+    assert ModelConfig.from_json(old).kv_heads == 4
+    with pytest.raises(ValueError, match="divide evenly"):
+        _config(3)
 
 
 def test_kv_cache_logits_equal_full_recompute(model: StoryModel) -> None:

@@ -8,8 +8,8 @@ must fail with one line; those tests run without the GPT-2 vocabulary.
 
 from __future__ import annotations
 
-import os
 import pickle
+import random
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from storytui.errors import StoryError
 from storytui.generation import Generator
 from storytui.paths import model_dir
 from storytui.sampling import SamplingSettings
-from storytui.seed_import import import_seed_checkpoint, read_seed_file
+from storytui.seed_import import _load_payload, import_seed_checkpoint, read_seed_file
 from storytui.session import load_generator
 from storytui.story_format import SEED_TEMPLATE, StoryTemplate, format_story
 from storytui.tokenizer import load_tokenizer
@@ -241,7 +241,7 @@ def _replaced(state: dict, key: str, value: torch.Tensor) -> dict:
 
 
 BAD_FILES = {
-    "random bytes": (lambda s: os.urandom(4096), "is not a PyTorch checkpoint"),
+    "random bytes": (lambda s: random.Random(0).randbytes(4096), "is not a PyTorch checkpoint"),
     "text": (lambda s: b"hello world\n", "is not a PyTorch checkpoint"),
     "empty": (lambda s: b"", "is not a PyTorch checkpoint"),
     "plain pickle": (lambda s: pickle.dumps(Custom(), protocol=4), "is not a PyTorch checkpoint"),
@@ -306,6 +306,15 @@ def test_bad_files_fail_with_one_line(
     assert message in err
     assert "Traceback" not in err
     assert not (storytui_home / "models" / "bad").exists()
+
+
+def test_any_random_bytes_fail_with_a_storyerror(tmp_path: Path) -> None:
+    """Garbage trips the unpickler in many ways (about 1 in 15 raised IndexError once)."""
+    path = tmp_path / "noise.pt"
+    for seed in range(300):
+        path.write_bytes(random.Random(seed).randbytes(4096))
+        with pytest.raises(StoryError, match=r"noise\.pt is (not|a corrupt)"):
+            _load_payload(path)
 
 
 def test_truncated_and_missing_files_fail_with_one_line(
