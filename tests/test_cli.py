@@ -52,6 +52,7 @@ def test_presets_show_exact_parameter_counts(capsys) -> None:
     for name in ("tiny", "small", "colab"):
         assert name in out
         assert f"{count_parameters(PRESETS[name].config(16384)):,}" in out
+    assert "12/4" in out  # colab's 12 query heads share 4 key/value heads
 
 
 def test_continue_is_reproducible_by_seed(tiny_checkpoint: Path, story: Path, capsys) -> None:
