@@ -231,19 +231,9 @@ def choose_token(logits: torch.Tensor, settings: SamplingSettings, state: Sample
     logits = apply_top_k(logits, settings.top_k)
     logits = apply_top_p(logits, settings.top_p)
     logits = apply_min_p(logits, settings.min_p)
-    return _draw(torch.softmax(logits, dim=-1), state.generator)
-
-
-def _draw(probs: torch.Tensor, generator: torch.Generator) -> int:
-    """One token by an exponential race: ``argmax(p / E)`` with ``E ~ Exp(1)`` per id picks id i
-    with probability p_i (what ``torch.multinomial`` does inside, at a fifth of its cost here,
-    because ``-log(U)`` of uniform numbers is cheaper than its exponential sampler).
-
-    Every id gets its own random number whatever survived the filters, so a logit that differs
-    in the last bit (a cached versus a fresh encoding of the same text) can only change the
-    token if two candidates were within that bit of each other: the same seed then gives the
-    same text either way. (Inverting the cumulative distribution at one uniform number is
-    cheaper still, but a flat distribution's boundaries move with such noise.)
-    """
-    race = torch.empty_like(probs).uniform_(generator=generator).log_().neg_()
-    return int(torch.argmax(probs / race))
+    # torch.multinomial over the whole vocabulary, not just the survivors: it draws one random
+    # number per id, so a logit that differs in the last bit (a cached versus a fresh encoding
+    # of the same text) cannot shift the random stream, and a seed gives the same tokens as the
+    # original lecture loop's ``torch.multinomial`` after ``torch.manual_seed``.
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=state.generator))
