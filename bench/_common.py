@@ -166,8 +166,8 @@ def _scale_bytes(w: torch.Tensor) -> int:
 
 
 def kv_bytes(n_layer: int, width: int, positions: float, element_size: int) -> int:
-    """Keys plus values of every layer for ``positions`` cached tokens (``width``: the width of
-    the keys, i.e. key/value heads × head size)."""
+    """Keys plus values of every layer for ``positions`` cached tokens (``width``: the
+    config's ``kv_width``)."""
     return int(2 * n_layer * width * positions * element_size)
 
 
@@ -203,7 +203,7 @@ def llama_twin(model: nn.Module):
     )
     twin = LlamaForCausalLM(config).eval()
     C, H = cfg.n_embd, cfg.mlp_hidden
-    KV = cfg.kv_heads * cfg.head_dim  # width of the keys (and of the values)
+    KV = cfg.kv_width
     state = {
         "model.embed_tokens.weight": model.embed.weight,
         "model.norm.weight": model.norm.weight,

@@ -121,9 +121,7 @@ def bench_storytui(base, tokenizer, story_ids, args, rows: list[Row]) -> None:
         model = generator.model
         cache_dtype = kv_cache_dtype(precision)
         kv_size = torch.tensor([], dtype=cache_dtype).element_size()
-        nbytes = weight_bytes(model) + kv_bytes(
-            cfg.n_layer, cfg.kv_heads * cfg.head_dim, mean_positions, kv_size
-        )
+        nbytes = weight_bytes(model) + kv_bytes(cfg.n_layer, cfg.kv_width, mean_positions, kv_size)
         with torch.inference_mode():
 
             def prefill(model=model, cache_dtype=cache_dtype):
@@ -206,9 +204,7 @@ def bench_transformers(base, story_ids, args, rows: list[Row]) -> None:
     for precision in args.precisions:
         model = _hf_precision(copy.deepcopy(twin), precision)
         kv_size = 2 if precision == "bf16" else 4
-        nbytes = weight_bytes(model) + kv_bytes(
-            cfg.n_layer, cfg.kv_heads * cfg.head_dim, mean_positions, kv_size
-        )
+        nbytes = weight_bytes(model) + kv_bytes(cfg.n_layer, cfg.kv_width, mean_positions, kv_size)
         options = {"do_sample": False, "pad_token_id": 0}
         if args.hf_cache == "static":
             options["cache_implementation"] = "static"

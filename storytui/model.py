@@ -51,6 +51,11 @@ class ModelConfig:
     def kv_heads(self) -> int:
         return self.n_kv_head or self.n_head
 
+    @property
+    def kv_width(self) -> int:
+        """Width of the keys (and of the values) of one token: key/value heads × head size."""
+        return self.kv_heads * self.head_dim
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -177,8 +182,7 @@ class Attention(nn.Module):
         self.n_kv_head = config.kv_heads
         self.head_dim = config.head_dim
         # queries, keys and values in one matmul; its output is [query heads | key heads | value heads]
-        kv_width = 2 * self.n_kv_head * self.head_dim
-        self.qkv = nn.Linear(config.n_embd, config.n_embd + kv_width, bias=False)
+        self.qkv = nn.Linear(config.n_embd, config.n_embd + 2 * config.kv_width, bias=False)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
         self.dropout = config.dropout
 
