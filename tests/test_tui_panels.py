@@ -145,3 +145,48 @@ def test_every_action_has_a_key_a_palette_entry_and_help(tiny_checkpoint):
             assert not isinstance(app.screen, HelpScreen)
 
     run(scenario())
+
+
+def test_preset_select_survives_its_label_not_being_composed_yet(monkeypatch):
+    """Textual's Select sets its first value while mounting; on a busy machine the label it
+    writes to may not exist yet. The app must not crash: the value shows once it does."""
+    from textual.app import App
+    from textual.css.query import NoMatches
+    from textual.widgets import Select
+    from textual.widgets._select import SelectCurrent
+
+    from storytui.tui.sampling_panel import PresetSelect
+
+    class OneSelect(App):
+        def __init__(self) -> None:
+            super().__init__()
+            self.changes: list = []
+
+        def compose(self):
+            yield PresetSelect([("a", "a"), ("b", "b")], value="a", allow_blank=False)
+
+        def on_select_changed(self, event: Select.Changed) -> None:
+            self.changes.append(event.value)
+
+    real_update = SelectCurrent.update
+    failures = []
+
+    def update_before_compose(self, label):
+        if not failures:  # the first update finds no label, as in the race
+            failures.append(label)
+            raise NoMatches("No nodes match '#label'")
+        real_update(self, label)
+
+    async def scenario():
+        app = OneSelect()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            monkeypatch.setattr(SelectCurrent, "update", update_before_compose)
+            app.query_one(PresetSelect).value = "b"
+            await pilot.pause()
+            await pilot.pause()
+            assert failures == ["b"]
+            assert app.query_one(SelectCurrent).label == "b"
+            assert app.changes[-1] == "b"
+
+    run(scenario())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Input, Label, Select, TextArea
 
@@ -37,6 +38,21 @@ FIELDS: tuple[Field, ...] = (
     Field("max_new_tokens", "Max new tokens", int, "per go"),
 )
 CUSTOM = "custom"
+
+
+class PresetSelect(Select):
+    """A ``Select`` that survives its own mount race.
+
+    ``Select`` shows its first value from its Mount handler, but the label inside it is
+    composed by a child that may not have run yet on a busy machine; the query then fails and
+    would take the app down. The update is retried after the next refresh instead.
+    """
+
+    def _watch_value(self, value) -> None:
+        try:
+            super()._watch_value(value)
+        except NoMatches:
+            self.call_after_refresh(self._watch_value, value)
 
 
 def format_value(value: float | int) -> str:
@@ -132,7 +148,7 @@ class SidePanel(VerticalScroll):
         options = [(name, name) for name in presets] + [(CUSTOM, CUSTOM)]
         widgets = [
             Label("Preset", classes="field-label"),
-            Select(
+            PresetSelect(
                 options,
                 value=preset if preset in presets else CUSTOM,
                 allow_blank=False,
