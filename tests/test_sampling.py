@@ -48,8 +48,8 @@ def test_top_p_keeps_smallest_set_reaching_p() -> None:
 @pytest.mark.parametrize("spread", [0.3, 1.0, 4.0])
 @pytest.mark.parametrize("p", [0.3, 0.9, 0.99])
 def test_top_p_matches_a_full_sort_on_large_vocabularies(spread: float, p: float) -> None:
-    """The topk search widens until it holds mass p; it must keep what a full sort keeps,
-    for peaked and for flat distributions (flat ones need hundreds of tokens)."""
+    """The nucleus search (a topk head, else a numpy sort) must keep what a full torch sort and
+    cumulative sum keep, for peaked and for flat distributions (flat ones need thousands)."""
     logits = torch.randn(16384, generator=torch.Generator().manual_seed(7)) * spread
     probs = torch.softmax(logits, dim=-1)
     sorted_probs, order = torch.sort(probs, descending=True)
@@ -57,6 +57,13 @@ def test_top_p_matches_a_full_sort_on_large_vocabularies(spread: float, p: float
     expected = set(order[before < p].tolist())
     assert kept(apply_top_p(logits, p)) == expected
     assert len(expected) > 64 or spread > 1  # the flat cases do exercise the widening
+
+
+def test_top_p_keeps_tokens_tied_with_the_last_one_kept() -> None:
+    """Which of two equally likely tokens would be "first" is arbitrary, so both stay."""
+    logits = torch.tensor([0.4, 0.3, 0.3]).log()
+    assert kept(apply_top_p(logits, 0.5)) == {0, 1, 2}
+    assert kept(apply_top_p(logits, 0.4)) == {0}
 
 
 def test_min_p_is_relative_to_top_probability() -> None:
