@@ -145,6 +145,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
     Per pair (x1, x2) of the two halves: (x1 cos - x2 sin, x2 cos + x1 sin), computed in fp32.
     """
+    if x.dtype == torch.float32:  # the usual case: no casts to dispatch
+        return x * cos + x.roll(x.size(-1) // 2, dims=-1) * sin
     x32 = x.float()
     rotated = x32 * cos + x32.roll(x.size(-1) // 2, dims=-1) * sin
     return rotated.type_as(x)
@@ -208,17 +210,16 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
             )
-        else:
+        elif T == 1:  # one new token: a group's queries are its key/value head's query rows
+            q = q.reshape(B, G, H // G, self.head_dim).to(k_all.dtype)
+            y = F.scaled_dot_product_attention(q, k_all, v_all).to(x.dtype)
+            return self.proj(y.view(B, 1, C))
+        else:  # a chunk after cached tokens: each query sees the past and its own prefix
             q = q.to(k_all.dtype)  # a cache may hold a wider type than the weights compute in
-            grouped = G != H  # each key/value head serves H // G query heads, read once
-            if T == 1:
-                y = F.scaled_dot_product_attention(q, k_all, v_all, enable_gqa=grouped)
-            else:  # a chunk after cached tokens: each query sees the past and its own prefix
-                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
-                y = F.scaled_dot_product_attention(
-                    q, k_all, v_all, attn_mask=mask, enable_gqa=grouped
-                )
-            y = y.to(x.dtype)
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+            y = F.scaled_dot_product_attention(
+                q, k_all, v_all, attn_mask=mask, enable_gqa=G != H
+            ).to(x.dtype)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -243,8 +244,12 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, cos, sin, cache, layer):
-        x = x + self.dropout(self.attn(self.attn_norm(x), cos, sin, cache, layer))
-        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+        if self.training:
+            x = x + self.dropout(self.attn(self.attn_norm(x), cos, sin, cache, layer))
+            return x + self.dropout(self.mlp(self.mlp_norm(x)))
+        # inference skips the dropout calls: two fewer modules per block for every token
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)
+        return x + self.mlp(self.mlp_norm(x))
 
 
 class StoryModel(nn.Module):
