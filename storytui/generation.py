@@ -96,7 +96,12 @@ class _Prefix:
 
 
 class Generator:
-    """Continues stories with one model; create once, stream many times (not thread-safe)."""
+    """Continues stories with one model; create once, stream many times.
+
+    One generation runs at a time: a second caller (another thread) waits for the first to
+    finish. So an app can ``prefill`` the writer's story in the background while they type,
+    and a continuation asked for meanwhile starts from whatever that left in the cache.
+    """
 
     def __init__(
         self,
@@ -116,6 +121,9 @@ class Generator:
         self.last_stats = GenerationStats()
         self._breakers: dict[tuple[str, ...], np.ndarray] = {}
         self._prefix: _Prefix | None = None
+        # the KV cache serves one caller at a time; re-entrant, so that one thread that starts a
+        # second stream before finishing the first is not locked out by itself
+        self._busy = threading.RLock()
 
     # ------------------------------------------------------------------ public API
 
@@ -136,6 +144,22 @@ class Generator:
         head = self.tokenizer.encode(formatted.header) if formatted.header else []
         return head, self.tokenizer.encode(formatted.story)
 
+    def prefill(
+        self, text: str, settings: SamplingSettings, *, prompt: str = "", memory: str = ""
+    ) -> int:
+        """Encode the context a continuation of ``text`` would start from, ahead of time.
+
+        The next ``stream_events`` with the same arguments then finds every context token in
+        the cache and draws its first token at once; after more typing only the changed tail
+        is encoded. Returns how many tokens this call encoded (0: already cached).
+        """
+        head, story = self.context_ids(text, prompt, memory)
+        context = self._fit(head, story, settings.max_new_tokens)
+        stats = GenerationStats()
+        with self._busy, torch.inference_mode():
+            self._prefill(context, stats)
+        return len(context.head) + len(context.tail) - stats.reused_tokens
+
     def stream_events(
         self,
         text: str,
@@ -146,6 +170,17 @@ class Generator:
         cancel: threading.Event | None = None,
     ) -> Iterator[TokenEvent]:
         settings = settings.validate()
+        with self._busy:
+            yield from self._stream_events(text, settings, prompt, memory, cancel)
+
+    def _stream_events(
+        self,
+        text: str,
+        settings: SamplingSettings,
+        prompt: str,
+        memory: str,
+        cancel: threading.Event | None,
+    ) -> Iterator[TokenEvent]:
         stats = GenerationStats()
         self.last_stats = stats
         seed = (

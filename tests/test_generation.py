@@ -153,3 +153,46 @@ def test_cached_prefix_is_reused_and_gives_the_same_text_as_a_cold_start() -> No
     cold_text = warm.generate(extended, greedy)
     assert warm.last_stats.reused_tokens == 0
     assert warm_text == cold_text
+
+
+def _tiny_generator() -> Generator:
+    tokenizer = load_tokenizer()
+    torch.manual_seed(0)
+    return Generator(StoryModel(PRESETS["tiny"].config(tokenizer.n_vocab)), tokenizer)
+
+
+def test_prefill_ahead_makes_the_whole_context_cached_and_changes_nothing() -> None:
+    """What the app does while the writer types: encode ahead, then continue from the cache."""
+    ahead = _tiny_generator()
+    sampled = settings(seed=3, max_new_tokens=25)
+    head, story = ahead.context_ids(STORY, "A ship", "Ishmael")
+    encoded = ahead.prefill(STORY, sampled, prompt="A ship", memory="Ishmael")
+    assert encoded == len(head) + len(story)
+    assert ahead.prefill(STORY, sampled, prompt="A ship", memory="Ishmael") == 0
+    text = ahead.generate(STORY, sampled, prompt="A ship", memory="Ishmael")
+    stats = ahead.last_stats
+    assert stats.reused_tokens == stats.context_tokens == encoded
+    # typing on: only the new words are encoded
+    longer = STORY + " the whale"
+    assert 0 < ahead.prefill(longer, sampled, prompt="A ship", memory="Ishmael") < 6
+    cold = _tiny_generator()
+    assert text == cold.generate(STORY, sampled, prompt="A ship", memory="Ishmael")
+    assert cold.last_stats.reused_tokens == 0
+
+
+def test_a_prefill_in_another_thread_waits_for_the_running_generation() -> None:
+    """The cache serves one caller at a time: a prefill started mid-stream runs after it."""
+    gen = _tiny_generator()
+    sampled = settings(seed=5, max_new_tokens=30)
+    expected = _tiny_generator().generate(STORY, sampled)
+    events = gen.stream_events(STORY, sampled)
+    first = next(events)  # the stream holds the model now
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (gen.prefill("Other words", sampled), done.set()))
+    worker.start()
+    assert not done.wait(0.3)
+    rest = list(events)
+    worker.join(timeout=30)
+    assert done.is_set()
+    text = first.text + "".join(e.text for e in rest)
+    assert text == expected

@@ -164,3 +164,32 @@ def test_probability_colours_follow_the_tokens(tiny_checkpoint):
             assert json.loads(paths.settings_path().read_text())["show_probabilities"] is True
 
     run(scenario())
+
+
+def test_a_pause_in_typing_encodes_the_story_so_f5_starts_from_the_cache(tiny_checkpoint):
+    """While the writer pauses, the context at the cursor is encoded in the background: the
+    continuation then reuses every context token and writes exactly what a cold start would."""
+    settings = use_sampling(seed=11, max_new_tokens=8)
+    story = "The lighthouse keeper climbed the stairs"
+    expected = expected_continuation(story + " again", settings)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            app.encode_ahead.idle_seconds = 0.05
+            await pilot.press(*story)
+            ahead = app.encode_ahead
+            await wait_for(pilot, lambda: ahead.encoded_text == story, what="an encode")
+            await pilot.press(*" again")  # typing on: the next pause encodes the new words
+            await wait_for(pilot, lambda: ahead.encoded_text == story + " again", what="again")
+            await app.workers.wait_for_complete()
+            # the cache holds the whole context: encoding it again encodes nothing
+            assert app.generator.prefill(story + " again", settings) == 0
+            await continue_story(app, pilot)
+            stats = app.last_stats
+            assert stats.reused_tokens == stats.context_tokens > 0
+            assert app.editor.text == story + " again" + expected
+            assert "tok/s · first " in app.status_text()
+
+    run(scenario())

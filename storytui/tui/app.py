@@ -2,8 +2,10 @@
 
 The editor is usable at once: torch and the model load in a background thread while the writer
 types (``model_loader``). Continuations stream from a thread worker into the editor at the
-cursor (``cowriter``); files are saved, autosaved and recovered by ``file_actions``. This module
-wires them to the screen: layout, keys, panel, model picker, help and the status bar.
+cursor (``cowriter``); whenever the writer pauses, the story up to the cursor is encoded ahead
+so that F5 answers at once (``encode_ahead``); files are saved, autosaved and recovered by
+``file_actions``. This module wires them to the screen: layout, keys, panel, model picker, help
+and the status bar.
 
 Nothing here imports torch at module level: ``storytui.sampling``, ``storytui.checkpoint`` and
 ``storytui.session`` are imported by the loader thread, and by the UI thread only after that.
@@ -30,6 +32,7 @@ from storytui.tui.continuations import Continuation, ContinuationLog
 from storytui.tui.cowriter import CoWriter, GenerationDone, Job, TokensReady, stream_into
 from storytui.tui.dialogs import TokenAlternatives
 from storytui.tui.editor import StoryEditor
+from storytui.tui.encode_ahead import EncodeAhead
 from storytui.tui.file_actions import FileActions
 from storytui.tui.help import HelpScreen
 from storytui.tui.model_loader import ModelLoaded, StackReady, load_in_thread
@@ -97,6 +100,7 @@ class StoryApp(FileActions, App[None]):
         self._status_dirty = True
         self._model_notices: set[str] = set()
         self._last_draw = 0.0
+        self.encode_ahead = EncodeAhead(self)
 
     # ------------------------------------------------------------------ layout and start
 
@@ -191,6 +195,7 @@ class StoryApp(FileActions, App[None]):
             self._notice(f"saved sampling settings were invalid ({exc}); using the defaults")
             self.sampling, preset = SamplingSettings(), "balanced"
         self.panel.show_sampling(self.sampling, preset, PRESET_SETTINGS)
+        self.encode_ahead.schedule()
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         if self._closing_down:
@@ -214,6 +219,7 @@ class StoryApp(FileActions, App[None]):
         self._status_dirty = True
         self._refresh_status()
         self.refresh_bindings()
+        self.encode_ahead.schedule()
 
     # ------------------------------------------------------------------ generation
 
@@ -305,6 +311,8 @@ class StoryApp(FileActions, App[None]):
         self._refresh_marks()
         self._refresh_status()
         self.refresh_bindings()
+        self.encode_ahead.forget()
+        self.encode_ahead.schedule()
 
     def action_stop(self) -> None:
         if self.job is not None:
@@ -381,6 +389,7 @@ class StoryApp(FileActions, App[None]):
         self._refresh_marks()
         self._status_dirty = True
         self.refresh_bindings()
+        self.encode_ahead.schedule()
 
     def _refresh_marks(self) -> None:
         self.editor.set_marks(self.continuations.marks(self.settings.show_probabilities))
@@ -388,11 +397,13 @@ class StoryApp(FileActions, App[None]):
     @on(TextArea.SelectionChanged, "#story")
     def _cursor_moved(self) -> None:
         self._status_dirty = True
+        self.encode_ahead.schedule()
 
     @on(SidePanel.StoryFieldsChanged)
     def _story_fields_changed(self, message: SidePanel.StoryFieldsChanged) -> None:
         self.prompt, self.memory = message.prompt, message.memory
         self._status_dirty = True
+        self.encode_ahead.schedule()
 
     @on(SidePanel.SamplingChanged)
     def _sampling_changed(self, message: SidePanel.SamplingChanged) -> None:
@@ -400,6 +411,7 @@ class StoryApp(FileActions, App[None]):
         self.settings.sampling = message.settings.to_json()
         self.settings.preset = message.preset
         self._save_settings()
+        self.encode_ahead.schedule()
 
     def _save_settings(self) -> None:
         try:
@@ -516,7 +528,9 @@ class StoryApp(FileActions, App[None]):
         else:
             total = None
         if self.last_stats is not None:
-            parts.append(f"{self.last_stats.tokens_per_second:.1f} tok/s")
+            stats = self.last_stats
+            first = f"first {stats.first_token_seconds * 1000:.0f} ms"  # the wait after F5
+            parts.append(f"{stats.tokens_per_second:.1f} tok/s · {first}")
         words = f"{len(text.split())} words"
         parts.append(words + (f" · {total} tokens" if total is not None else ""))
         continuation = self.continuations.target(editor.cursor_index)
