@@ -236,19 +236,15 @@ def bench_transformers(base, story_ids, args, rows: list[Row]) -> None:
             options["cache_implementation"] = "static"
         with torch.inference_mode():
 
-            def generate(ids, n, model=model, options=options):
-                return model.generate(ids, max_new_tokens=n, min_new_tokens=n, **options)
-
             def prefill(model=model):
                 model(long_prompt, logits_to_keep=1)
 
             prefill_s = median_seconds(prefill, args.repeats)
-            first_s = median_seconds(lambda: generate(long_prompt, 1), args.repeats)
-            one = median_seconds(lambda: generate(prompt, 1), args.repeats)
-            full = median_seconds(
-                lambda: generate(prompt, args.new_tokens + 1), args.hf_repeats, warmup=0
+            first_s = median_seconds(
+                lambda model=model, options=options: hf_generate(model, long_prompt, 1, options),
+                args.repeats,
             )
-        tps = args.new_tokens / (full - one)
+            tps = hf_decode_tps(model, prompt, args.new_tokens, options, args)
         rows.append(
             Row("transformers generate()", precision, tps, prefill_s * 1e3, first_s * 1e3, nbytes)
         )
@@ -258,6 +254,49 @@ def bench_transformers(base, story_ids, args, rows: list[Row]) -> None:
             flush=True,
         )
         del model
+
+
+def hf_generate(model, ids: torch.Tensor, n: int, options: dict):
+    return model.generate(ids, max_new_tokens=n, min_new_tokens=n, **options)
+
+
+def hf_decode_tps(model, prompt: torch.Tensor, new_tokens: int, options: dict, args) -> float:
+    """Decode tokens/s of ``generate()``: (n + 1 tokens) minus (1 token), so the prefill and
+    the first token drop out."""
+    one = median_seconds(lambda: hf_generate(model, prompt, 1, options), args.repeats)
+    full = median_seconds(
+        lambda: hf_generate(model, prompt, new_tokens + 1, options), args.hf_repeats, warmup=0
+    )
+    return new_tokens / (full - one)
+
+
+def head_to_head(base, story_ids, args, rounds: int = 4) -> None:
+    """storytui int8 and transformers int8 decode, alternated round by round.
+
+    A shared machine's speed drifts by tens of percent over minutes; measured back to back,
+    each round's ratio compares the two under the same conditions.
+    """
+    cfg = base.config
+    prompt = torch.tensor([story_ids[: cfg.block_size - args.new_tokens]])
+    ours = prepare_model(copy.deepcopy(base), "int8")
+    theirs = _hf_precision(llama_twin(base), "int8")
+    options = {"do_sample": False, "pad_token_id": 0}
+    pairs = []
+    with torch.inference_mode():
+        storytui_decode_tps(ours, prompt, 8, torch.float32)  # warm-up
+        for _ in range(rounds):
+            a = storytui_decode_tps(ours, prompt, args.new_tokens, torch.float32)
+            b = hf_decode_tps(theirs, prompt, args.new_tokens, options, args)
+            pairs.append((a, b))
+    ratios = sorted(a / b for a, b in pairs)
+    print(
+        f"\nhead to head, int8 decode alternated over {rounds} rounds: storytui "
+        + ", ".join(f"{a:.1f}" for a, _ in pairs)
+        + " tok/s; transformers "
+        + ", ".join(f"{b:.1f}" for _, b in pairs)
+        + f" tok/s; ratio median {statistics.median(ratios):.2f}× "
+        f"(range {ratios[0]:.2f}–{ratios[-1]:.2f}×)"
+    )
 
 
 def _hf_precision(model, precision: str):
@@ -416,6 +455,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_transformers:
         bench_transformers(base, story_ids, args, rows)
     print_table(rows, bandwidth)
+    if not args.no_transformers and "int8" in args.precisions:
+        head_to_head(base, story_ids, args)
     print(
         f"\nbenchmark took {time.perf_counter() - started:.0f} s; {machine_report()[-1]}; "
         f"{_common.disturbed_samples} samples stayed disturbed by other processes after retries"
