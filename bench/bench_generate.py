@@ -231,9 +231,7 @@ def bench_transformers(base, story_ids, args, rows: list[Row]) -> None:
         model = _hf_precision(copy.deepcopy(twin), precision)
         kv_size = 2 if precision == "bf16" else 4
         nbytes = weight_bytes(model) + kv_bytes(cfg.n_layer, cfg.kv_width, mean_positions, kv_size)
-        options = {"do_sample": False, "pad_token_id": 0}
-        if args.hf_cache == "static":
-            options["cache_implementation"] = "static"
+        options = hf_options(args)
         with torch.inference_mode():
 
             def prefill(model=model):
@@ -256,6 +254,14 @@ def bench_transformers(base, story_ids, args, rows: list[Row]) -> None:
         del model
 
 
+def hf_options(args) -> dict:
+    """``generate()`` arguments: greedy, with the cache the command line asked for."""
+    options = {"do_sample": False, "pad_token_id": 0}
+    if args.hf_cache == "static":
+        options["cache_implementation"] = "static"
+    return options
+
+
 def hf_generate(model, ids: torch.Tensor, n: int, options: dict):
     return model.generate(ids, max_new_tokens=n, min_new_tokens=n, **options)
 
@@ -267,7 +273,7 @@ def hf_decode_tps(model, prompt: torch.Tensor, new_tokens: int, options: dict, a
     full = median_seconds(
         lambda: hf_generate(model, prompt, new_tokens + 1, options), args.hf_repeats, warmup=0
     )
-    return new_tokens / (full - one)
+    return new_tokens / max(full - one, 1e-9)
 
 
 def head_to_head(base, story_ids, args, rounds: int = 4) -> None:
@@ -278,14 +284,19 @@ def head_to_head(base, story_ids, args, rounds: int = 4) -> None:
     """
     cfg = base.config
     prompt = torch.tensor([story_ids[: cfg.block_size - args.new_tokens]])
+    try:
+        theirs = _hf_precision(llama_twin(base), "int8")
+    except ImportError:
+        return  # bench_transformers has said so
     ours = prepare_model(copy.deepcopy(base), "int8")
-    theirs = _hf_precision(llama_twin(base), "int8")
-    options = {"do_sample": False, "pad_token_id": 0}
+    options = hf_options(args)
     pairs = []
     with torch.inference_mode():
         storytui_decode_tps(ours, prompt, 8, torch.float32)  # warm-up
         for _ in range(rounds):
-            a = storytui_decode_tps(ours, prompt, args.new_tokens, torch.float32)
+            a = median_value(
+                lambda: storytui_decode_tps(ours, prompt, args.new_tokens, torch.float32), 1
+            )
             b = hf_decode_tps(theirs, prompt, args.new_tokens, options, args)
             pairs.append((a, b))
     ratios = sorted(a / b for a, b in pairs)

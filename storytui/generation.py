@@ -12,12 +12,14 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from storytui.errors import StoryError
 from storytui.model import KVCache
 from storytui.precision import DEFAULT_PRECISION, PRECISIONS, kv_cache_dtype, prepare_model
 from storytui.sampling import SamplerState, SamplingSettings, choose_token
@@ -69,6 +71,9 @@ class GenerationStats:
         return decoded / self.decode_seconds if self.decode_seconds > 0 else 0.0
 
 
+PREFILL_CHUNK = 128  # tokens per model call when encoding ahead: the longest a cancel waits
+
+
 @dataclass
 class _Context:
     """Token ids the model conditions on: a fixed head plus the growing story tail."""
@@ -86,8 +91,8 @@ class _Prefix:
     """
 
     cache: KVCache
-    ids: list[int]  # the encoded context
-    logits: torch.Tensor
+    ids: list[int]  # the context (encoded up to ``cache.length``)
+    logits: torch.Tensor | None  # None while the context is only partly encoded
     fed: list[int] = field(default_factory=list)  # generated tokens fed after it
 
     def cached_ids(self) -> list[int]:
@@ -98,9 +103,10 @@ class _Prefix:
 class Generator:
     """Continues stories with one model; create once, stream many times.
 
-    One generation runs at a time: a second caller (another thread) waits for the first to
-    finish. So an app can ``prefill`` the writer's story in the background while they type,
-    and a continuation asked for meanwhile starts from whatever that left in the cache.
+    One call runs at a time: a caller in another thread waits for the running one to finish
+    (a stream holds the model until it is exhausted or closed). So an app can ``prefill`` the
+    writer's story in the background while they type, and a continuation asked for meanwhile
+    starts from whatever that left in the cache.
     """
 
     def __init__(
@@ -121,9 +127,10 @@ class Generator:
         self.last_stats = GenerationStats()
         self._breakers: dict[tuple[str, ...], np.ndarray] = {}
         self._prefix: _Prefix | None = None
-        # the KV cache serves one caller at a time; re-entrant, so that one thread that starts a
-        # second stream before finishing the first is not locked out by itself
-        self._busy = threading.RLock()
+        # The KV cache serves one caller at a time. A plain lock, because a stream may be
+        # finished (or closed by the garbage collector) in another thread than it started in.
+        self._busy = threading.Lock()
+        self._busy_thread: int | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -145,20 +152,31 @@ class Generator:
         return head, self.tokenizer.encode(formatted.story)
 
     def prefill(
-        self, text: str, settings: SamplingSettings, *, prompt: str = "", memory: str = ""
+        self,
+        text: str,
+        settings: SamplingSettings,
+        *,
+        prompt: str = "",
+        memory: str = "",
+        cancel: threading.Event | None = None,
     ) -> int:
         """Encode the context a continuation of ``text`` would start from, ahead of time.
 
         The next ``stream_events`` with the same arguments then finds every context token in
-        the cache and draws its first token at once; after more typing only the changed tail
-        is encoded. Returns how many tokens this call encoded (0: already cached).
+        the cache and draws its first token at once; after more typing at the end of a story
+        that fits the window only the new tokens are encoded. Works in ``PREFILL_CHUNK``-token
+        steps and stops between them once ``cancel`` is set, keeping what it encoded for the
+        next call. Returns how many tokens this call encoded (0: already cached).
         """
+        settings = settings.validate()
         head, story = self.context_ids(text, prompt, memory)
         context = self._fit(head, story, settings.max_new_tokens)
         stats = GenerationStats()
-        with self._busy, torch.inference_mode():
-            self._prefill(context, stats)
-        return len(context.head) + len(context.tail) - stats.reused_tokens
+        with self._exclusive(), torch.inference_mode():
+            if cancel is not None and cancel.is_set():
+                return 0
+            cache, _ = self._prefill(context, stats, cancel=cancel, chunk=PREFILL_CHUNK)
+            return cache.length - stats.reused_tokens
 
     def stream_events(
         self,
@@ -170,8 +188,9 @@ class Generator:
         cancel: threading.Event | None = None,
     ) -> Iterator[TokenEvent]:
         settings = settings.validate()
-        with self._busy:
-            yield from self._stream_events(text, settings, prompt, memory, cancel)
+        requested = time.perf_counter()  # the first-token wait counts from here, queueing too
+        with self._exclusive():
+            yield from self._stream_events(text, settings, prompt, memory, cancel, requested)
 
     def _stream_events(
         self,
@@ -180,6 +199,7 @@ class Generator:
         prompt: str,
         memory: str,
         cancel: threading.Event | None,
+        requested: float,
     ) -> Iterator[TokenEvent]:
         stats = GenerationStats()
         self.last_stats = stats
@@ -215,7 +235,7 @@ class Generator:
                 token = choose_token(logits, settings, state)
                 stats.new_tokens += 1
                 if step == 0:
-                    stats.first_token_seconds = time.perf_counter() - started
+                    stats.first_token_seconds = time.perf_counter() - requested
                     decode_started = time.perf_counter()
                 if token == self.tokenizer.eot:
                     stats.stopped_by = "eot"
@@ -247,9 +267,25 @@ class Generator:
 
     def forget_context(self) -> None:
         """Drop the KV cache kept from the last call: frees its memory; the next call starts cold."""
-        self._prefix = None
+        with self._exclusive():
+            self._prefix = None
 
     # ------------------------------------------------------------------ internals
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the model for one call; a second call from the thread that holds it (a stream
+        left paused) would otherwise wait for itself forever, so it is refused instead."""
+        if self._busy_thread == threading.get_ident():
+            raise StoryError(
+                "this generator is still streaming in this thread: finish or close that stream"
+            )
+        with self._busy:
+            self._busy_thread = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._busy_thread = None
 
     def _fit(self, head: list[int], story: list[int], max_new: int) -> _Context:
         """Crop the context so that prompt + some room for new tokens fit the block."""
@@ -264,8 +300,19 @@ class Generator:
             tail = [self.tokenizer.eot]  # an empty story starts like a fresh document
         return _Context(head=head, tail=tail)
 
-    def _prefill(self, context: _Context, stats: GenerationStats | None = None):
-        """Encode the context into a KV cache, reusing the previous call's longest common prefix."""
+    def _prefill(
+        self,
+        context: _Context,
+        stats: GenerationStats | None = None,
+        cancel: threading.Event | None = None,
+        chunk: int | None = None,
+    ):
+        """Encode the context into a KV cache, reusing the previous call's longest common prefix.
+
+        With ``chunk``, encodes that many tokens per model call and stops between calls once
+        ``cancel`` is set: the cache then holds a prefix of the context and the logits are None;
+        the next call reuses that prefix like any other.
+        """
         ids = context.head + context.tail
         prefix, self._prefix = self._prefix, None
         if prefix is not None and prefix.ids == ids and prefix.cache.length >= len(ids):
@@ -279,8 +326,14 @@ class Generator:
                 cache = prefix.cache
                 reused = min(_common_length(prefix.cached_ids(), ids), len(ids) - 1)
             cache.length = reused
-            out, _ = self.model(torch.tensor([ids[reused:]]), cache=cache, last_only=True)
-            logits = out[0, -1].float()
+            logits = None
+            step = chunk or len(ids)
+            for start in range(reused, len(ids), step):
+                if cancel is not None and cancel.is_set():
+                    break
+                piece = torch.tensor([ids[start : start + step]])
+                out, _ = self.model(piece, cache=cache, last_only=True)
+                logits = out[0, -1].float() if start + step >= len(ids) else None
         if stats is not None:
             stats.reused_tokens = reused
         self._prefix = _Prefix(cache=cache, ids=ids, logits=logits)

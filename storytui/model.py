@@ -213,7 +213,7 @@ class Attention(nn.Module):
         elif T == 1:  # one new token: a group's queries are its key/value head's query rows
             q = q.reshape(B, G, H // G, self.head_dim).to(k_all.dtype)
             y = F.scaled_dot_product_attention(q, k_all, v_all).to(x.dtype)
-            return self.proj(y.view(B, 1, C))
+            return self.proj(y.reshape(B, 1, C))
         else:  # a chunk after cached tokens: each query sees the past and its own prefix
             q = q.to(k_all.dtype)  # a cache may hold a wider type than the weights compute in
             mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
 
+from storytui.errors import StoryError
 from storytui.generation import Generator, _split_at_stop
 from storytui.model import PRESETS, StoryModel
 from storytui.sampling import SamplingSettings
@@ -196,3 +198,52 @@ def test_a_prefill_in_another_thread_waits_for_the_running_generation() -> None:
     assert done.is_set()
     text = first.text + "".join(e.text for e in rest)
     assert text == expected
+
+
+class _CancelAfter(threading.Event):
+    """A cancel flag that reads as set from its ``checks``-th look on."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__()
+        self.checks = checks
+
+    def is_set(self) -> bool:
+        self.checks -= 1
+        return self.checks < 0
+
+
+def test_a_cancelled_prefill_keeps_what_it_encoded_for_the_next_call(monkeypatch) -> None:
+    monkeypatch.setattr("storytui.generation.PREFILL_CHUNK", 16)
+    gen = _tiny_generator()
+    sampled = settings(seed=9, max_new_tokens=10)
+    story = STORY + " The whale was white, and the sea was grey and wide and cold all night."
+    assert len(gen.tokenizer.encode(story)) > 32
+    # looks: before starting, before chunk 1, before chunk 2 (cancelled there)
+    assert gen.prefill(story, sampled, cancel=_CancelAfter(2)) == 16
+    text = gen.generate(story, sampled)
+    assert gen.last_stats.reused_tokens == 16
+    assert text == _tiny_generator().generate(story, sampled)
+    assert gen.prefill(story, sampled, cancel=_CancelAfter(0)) == 0  # set before it starts
+
+
+def test_a_second_call_from_the_thread_holding_the_model_is_refused() -> None:
+    """Waiting for itself would hang forever; a paused stream must be finished or closed."""
+    gen = _tiny_generator()
+    events = gen.stream_events(STORY, settings())
+    next(events)
+    with pytest.raises(StoryError, match="still streaming"):
+        gen.prefill(STORY, settings())
+    events.close()
+    assert gen.prefill(STORY + " more", settings()) > 0
+
+
+def test_the_first_token_wait_includes_waiting_for_the_model() -> None:
+    gen = _tiny_generator()
+    running = gen.stream_events(STORY, settings(max_new_tokens=5))
+    next(running)
+    waiter = threading.Thread(target=lambda: gen.generate("Other words", settings()))
+    waiter.start()
+    time.sleep(0.3)
+    list(running)
+    waiter.join(timeout=30)
+    assert gen.last_stats.first_token_seconds >= 0.3

@@ -188,5 +188,15 @@ def test_preset_select_survives_its_label_not_being_composed_yet(monkeypatch):
             assert failures == ["b"]
             assert app.query_one(SelectCurrent).label == "b"
             assert app.changes[-1] == "b"
+            # a newer value set before the retry wins: the retry must not bring back the old one
+            failures.clear()
+            select = app.query_one(PresetSelect)
+            select.value = "a"  # fails, retry pending
+            select.value = "b"  # shows at once
+            await pilot.pause()
+            await pilot.pause()
+            assert failures == ["a"]
+            assert select.value == "b" and app.query_one(SelectCurrent).label == "b"
+            assert app.changes[-1] == "b"
 
     run(scenario())

@@ -262,6 +262,7 @@ class StoryApp(FileActions, App[None]):
 
     def _run(self, job: Job) -> None:
         """Start the generation thread for a job the co-writer has set up."""
+        self.encode_ahead.cancel()  # the job encodes its own context; don't make it wait
         self.run_worker(
             partial(
                 stream_into,
@@ -311,7 +312,6 @@ class StoryApp(FileActions, App[None]):
         self._refresh_marks()
         self._refresh_status()
         self.refresh_bindings()
-        self.encode_ahead.forget()
         self.encode_ahead.schedule()
 
     def action_stop(self) -> None:

@@ -5,13 +5,14 @@ the wait between F5 and the first word. The writer's pauses are free time, so wh
 stop typing (or move the cursor, or change the prompt, memory or token budget) for
 ``IDLE_SECONDS``, a thread worker asks the ``Generator`` to ``prefill`` the context a
 continuation at the cursor would see. The generator's KV cache then already holds it; after more
-typing only the changed tail is encoded. A continuation asked for mid-encode waits for it (the
-generator serves one caller at a time) and reuses what it encoded, so it never waits longer than
-without this.
+typing at the end of a story that fits the window only the new tokens are encoded. An encode
+that is out of date, or running when a continuation starts, is cancelled: it stops within one
+``PREFILL_CHUNK`` of tokens, and what it encoded is reused.
 """
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -21,14 +22,16 @@ if TYPE_CHECKING:
 IDLE_SECONDS = 0.6  # a pause this long in typing starts an encode
 
 
-def encode_in_thread(generator, text: str, settings, prompt: str, memory: str) -> int:
+def encode_in_thread(
+    generator, text: str, settings, prompt: str, memory: str, cancel: threading.Event
+) -> int:
     """Runs in a thread worker: the number of tokens encoded (0 if none, or on failure).
 
     A failure here is not the writer's concern: the continuation they ask for next encodes
     (and reports any error) itself.
     """
     try:
-        return generator.prefill(text, settings, prompt=prompt, memory=memory)
+        return generator.prefill(text, settings, prompt=prompt, memory=memory, cancel=cancel)
     except Exception:
         return 0
 
@@ -42,6 +45,7 @@ class EncodeAhead:
         self._timer = None
         self.encoded_text: str | None = None  # the text before the cursor at the last encode
         self._encoded: tuple | None = None  # everything the last encode depended on
+        self._cancel: threading.Event | None = None  # stops the last encode started
 
     def schedule(self) -> None:
         """Something the context depends on changed: encode after the next pause."""
@@ -59,13 +63,30 @@ class EncodeAhead:
         if key == self._encoded:
             return
         self._encoded, self.encoded_text = key, text
+        if self._cancel is not None:
+            self._cancel.set()  # an encode still running is out of date
+        self._cancel = threading.Event()
         app.run_worker(
-            partial(encode_in_thread, app.generator, text, app.sampling, app.prompt, app.memory),
+            partial(
+                encode_in_thread,
+                app.generator,
+                text,
+                app.sampling,
+                app.prompt,
+                app.memory,
+                self._cancel,
+            ),
             thread=True,
             group="encode-ahead",
             exit_on_error=False,
         )
 
-    def forget(self) -> None:
-        """The cache changed under us (a continuation ran): the next pause encodes again."""
+    def cancel(self) -> None:
+        """A continuation is starting: stop encoding now (what is encoded stays cached), and
+        encode again at the next pause."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if self._cancel is not None:
+            self._cancel.set()
         self._encoded = self.encoded_text = None

@@ -52,7 +52,11 @@ class PresetSelect(Select):
         try:
             super()._watch_value(value)
         except NoMatches:
-            self.call_after_refresh(self._watch_value, value)
+            self.call_after_refresh(self._show_if_current, value)
+
+    def _show_if_current(self, value) -> None:
+        if value == self.value:  # a newer value shows itself
+            self._watch_value(value)
 
 
 def format_value(value: float | int) -> str:
