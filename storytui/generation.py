@@ -170,7 +170,7 @@ class Generator:
         """
         settings = settings.validate()
         head, story = self.context_ids(text, prompt, memory)
-        context = self._fit(head, story, settings.max_new_tokens)
+        context = self.fit_context(head, story, settings.max_new_tokens)
         stats = GenerationStats()
         with self._exclusive(), torch.inference_mode():
             if cancel is not None and cancel.is_set():
@@ -220,7 +220,7 @@ class Generator:
         stops = tuple(settings.stop) + self.template.stop_strings
         decoder = self.tokenizer.stream_decoder()
         pending = ""  # text held back because it may be the start of a stop string
-        context = self._fit(head, story, settings.max_new_tokens)
+        context = self.fit_context(head, story, settings.max_new_tokens)
         stats.context_tokens = len(context.head) + len(context.tail)
 
         started = decode_started = time.perf_counter()
@@ -287,15 +287,26 @@ class Generator:
             finally:
                 self._busy_thread = None
 
-    def _fit(self, head: list[int], story: list[int], max_new: int) -> _Context:
-        """Crop the context so that prompt + some room for new tokens fit the block."""
+    def fit_context(self, head: list[int], story: list[int], max_new: int) -> _Context:
+        """The part of (head, story) the model sees: prompt and memory, then the story's tail,
+        leaving room for ``max_new`` tokens (up to a quarter of the block).
+
+        A story longer than that loses its start in steps of ``block_size // 16`` tokens, so
+        that the window (and the KV cache holding it) stays put while the writer adds a few
+        words at the end; it moves once a step's worth has been written.
+        """
         if self.sliding:  # the original's idx[:, -block_size:]; an empty story starts at EOT
             window = (head + story)[-self.block_size :]
             return _Context(head=[], tail=window or [self.tokenizer.eot])
         room = min(max_new, self.block_size // 4)
         budget = self.block_size - room
         head = head[: budget // 2]
-        tail = story[-(budget - len(head)) :] if budget > len(head) else []
+        tail = story
+        overflow = len(story) - (budget - len(head))
+        if overflow > 0:
+            step = max(1, self.block_size // 16)
+            dropped = -(-overflow // step) * step  # whole steps, at least the overflow
+            tail = story[dropped:]
         if not head and not tail:
             tail = [self.tokenizer.eot]  # an empty story starts like a fresh document
         return _Context(head=head, tail=tail)

@@ -105,9 +105,40 @@ def test_context_longer_than_block_keeps_head_and_newest_tail(generator: Generat
     assert generator.last_stats.context_tokens <= block
     assert len(text) > 0
     head, tail = generator.context_ids(long_story, prompt="A whale")
-    context = generator._fit(head, tail, 50)
+    context = generator.fit_context(head, tail, 50)
     assert context.head == head
     assert context.tail == tail[-len(context.tail) :]
+    room = min(50, block // 4)
+    seen = len(context.head) + len(context.tail)
+    assert block - room - block // 16 < seen <= block - room
+
+
+def test_a_long_story_keeps_its_window_while_words_are_added_at_the_end() -> None:
+    """The window over a story longer than the block starts at a multiple of block // 16
+    tokens: adding a word moves it only when a whole step has been written, so continuing
+    after a few more words encodes only those words."""
+    gen = _tiny_generator()
+    block, sampled = gen.block_size, settings(max_new_tokens=16)
+    step = block // 16
+
+    def window(text: str) -> list[int]:
+        context = gen.fit_context(*gen.context_ids(text), sampled.max_new_tokens)
+        return context.tail
+
+    words = [f"w{i}" for i in range(400)]
+    moves = 0
+    for n in range(300, 340):
+        before, after = window(" ".join(words[:n])), window(" ".join(words[: n + 1]))
+        if after[: len(before)] != before:
+            moves += 1
+    assert 0 < moves < 40 // 2  # a step is several words, not one
+    # find a story whose next word does not move the window: only that word is encoded
+    for n in range(300, 340):
+        story, longer = " ".join(words[:n]), " ".join(words[: n + 1])
+        if window(longer)[: len(window(story))] == window(story):
+            break
+    gen.prefill(story, sampled)
+    assert 0 < gen.prefill(longer, sampled) <= step
 
 
 def test_prompt_and_memory_use_story_format(generator: Generator) -> None:

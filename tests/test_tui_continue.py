@@ -193,3 +193,25 @@ def test_a_pause_in_typing_encodes_the_story_so_f5_starts_from_the_cache(tiny_ch
             assert "tok/s · first " in app.status_text()
 
     run(scenario())
+
+
+def test_status_counts_the_tokens_the_model_will_see_and_those_cut(tiny_checkpoint, tmp_path):
+    """A story longer than the block: the status bar shows the window a continuation would
+    read (the block minus room for new tokens) and how much of the story's start is cut."""
+    settings = use_sampling(seed=1, max_new_tokens=20)
+    story = tmp_path / "long.txt"
+    story.write_text(" ".join(f"word{i}" for i in range(200)))
+
+    async def scenario():
+        app = new_app(story)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            generator = app.generator
+            head, before = generator.context_ids(story.read_text())
+            window = generator.fit_context(head, before, settings.max_new_tokens)
+            seen = len(window.head) + len(window.tail)
+            assert seen <= generator.block_size - settings.max_new_tokens < len(before)
+            status = app.status_text()
+            assert f"ctx {seen}/{generator.block_size}, {len(before) - seen} cut" in status
+
+    run(scenario())

@@ -521,10 +521,9 @@ class StoryApp(FileActions, App[None]):
             parts.append(self.model_state)
         counts = self._count_tokens(text, editor.cursor_index)
         if counts is not None and self.generator is not None:
-            context, total = counts
-            block = self.generator.block_size
-            cut = f", {context - block} cut" if context > block else ""
-            parts.append(f"ctx {min(context, block)}/{block}{cut}")
+            seen, cut, total = counts
+            dropped = f", {cut} cut" if cut > 0 else ""
+            parts.append(f"ctx {seen}/{self.generator.block_size}{dropped}")
         else:
             total = None
         if self.last_stats is not None:
@@ -546,13 +545,18 @@ class StoryApp(FileActions, App[None]):
             return f"{self.path.name} · new, not saved yet"
         return f"{self.path.name} · {'modified' if self.modified else 'saved'}"
 
-    def _count_tokens(self, text: str, cursor: int) -> tuple[int, int] | None:
-        """(tokens the model would see for a continuation here, tokens in the story)."""
-        if self.generator is None:
+    def _count_tokens(self, text: str, cursor: int) -> tuple[int, int, int] | None:
+        """(tokens the model would see for a continuation here, tokens cut from their start to
+        make room, tokens in the story)."""
+        generator = self.generator
+        if generator is None:
             return None
-        head, before = self.generator.context_ids(text[:cursor], self.prompt, self.memory)
-        total = len(before) if cursor >= len(text) else len(self.generator.tokenizer.encode(text))
-        return len(head) + len(before), total
+        head, before = generator.context_ids(text[:cursor], self.prompt, self.memory)
+        room = self.sampling.max_new_tokens if self.sampling else generator.block_size // 4
+        fitted = generator.fit_context(head, before, room)
+        seen = len(fitted.head) + len(fitted.tail)
+        total = len(before) if cursor >= len(text) else len(generator.tokenizer.encode(text))
+        return seen, len(head) + len(before) - seen, total
 
 
 def run_app(file: Path | None) -> None:
