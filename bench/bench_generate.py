@@ -45,7 +45,7 @@ from _common import (
     weight_bytes,
 )
 
-from storytui.generation import Generator
+from storytui.generation import DEFAULT_PRECISION, Generator
 from storytui.model import PRESETS, StoryModel
 from storytui.precision import PRECISIONS, kv_cache_dtype, prepare_model
 from storytui.sampling import PRESET_SETTINGS, SamplingSettings
@@ -113,7 +113,7 @@ def bench_storytui(base, tokenizer, story_ids, args, rows: list[Row]) -> None:
     decode_context = cfg.block_size - args.new_tokens
     prompt = torch.tensor([story_ids[:decode_context]])
     story_1000 = tokenizer.decode(story_ids[: args.context])
-    story_long = tokenizer.decode(story_ids)
+    story_long = tokenizer.decode(story_ids[: cfg.block_size + 100])  # past the block
     mean_positions = decode_context + args.new_tokens / 2
     sampled = PRESET_SETTINGS["balanced"].with_changes(seed=1, max_new_tokens=args.new_tokens)
     for precision in args.precisions:
@@ -205,6 +205,35 @@ def _typed_first_token(generator: Generator, tokenizer, story_ids: list[int], ro
 
     run()
     return statistics.median(quiet_sample(run)[0] for _ in range(3))
+
+
+def long_story_first_tokens(base, tokenizer, story_ids: list[int], args) -> None:
+    """F5 in a story longer than the block, at the default precision: cold, and right after
+    typing ``TYPED_TOKENS`` more tokens at the end (no pause, so no encode-ahead). The window
+    over the story moves in steps of block/16 tokens, so the typed tokens usually leave the
+    cached window in place; each story length below ends at another point of a step."""
+    generator = Generator(copy.deepcopy(base), tokenizer, precision=DEFAULT_PRECISION)
+    settings = PRESET_SETTINGS["balanced"].with_changes(seed=1, max_new_tokens=8)
+    cold, typed = [], []
+    with torch.inference_mode():
+        for length in range(2 * base.config.block_size, 2 * base.config.block_size + 64, 16):
+            before = tokenizer.decode(story_ids[: length - TYPED_TOKENS])
+            story = tokenizer.decode(story_ids[:length])
+            generator.forget_context()
+            generator.generate(before, settings)
+            cold.append(generator.last_stats.first_token_seconds)
+            generator.generate(story, settings)
+            typed.append(generator.last_stats)
+    print(
+        f"\nF5 in a story of {2 * base.config.block_size:,}+ tokens ({DEFAULT_PRECISION}, "
+        "balanced sampling): cold first token "
+        + ", ".join(f"{c * 1e3:.0f}" for c in cold)
+        + f" ms; right after typing {TYPED_TOKENS} tokens "
+        + ", ".join(f"{t.first_token_seconds * 1e3:.0f}" for t in typed)
+        + " ms (tokens reused: "
+        + ", ".join(f"{t.reused_tokens}/{t.context_tokens}" for t in typed)
+        + ")"
+    )
 
 
 # ---------------------------------------------------------------------- transformers
@@ -460,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = load_tokenizer()
     base = StoryModel(PRESETS["colab"].config(tokenizer.n_vocab)).eval()
     print(f"model: colab preset, {base.num_parameters():,} parameters, random weights")
-    story_ids = story_token_ids(tokenizer, max(args.context, base.config.block_size) + 100)
+    story_ids = story_token_ids(tokenizer, 2 * base.config.block_size + 100)
     rows: list[Row] = []
     bench_storytui(base, tokenizer, story_ids, args, rows)
     if not args.no_transformers:
@@ -468,6 +497,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, bandwidth)
     if not args.no_transformers and "int8" in args.precisions:
         head_to_head(base, story_ids, args)
+    long_story_first_tokens(base, tokenizer, story_ids, args)
     print(
         f"\nbenchmark took {time.perf_counter() - started:.0f} s; {machine_report()[-1]}; "
         f"{_common.disturbed_samples} samples stayed disturbed by other processes after retries"
