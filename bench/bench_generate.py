@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,17 +174,21 @@ def bench_storytui(base, tokenizer, story_ids, args, rows: list[Row]) -> None:
         del model, generator
 
 
+def _first_token_seconds(generator: Generator, story: str, settings: SamplingSettings) -> float:
+    for _event in generator.stream_events(story, settings):
+        pass
+    return generator.last_stats.first_token_seconds
+
+
+def _median_after_warmup(run: Callable[[], float]) -> float:
+    run()
+    return statistics.median(quiet_sample(run)[0] for _ in range(3))
+
+
 def _retry_first_token(generator: Generator, story: str, room: int) -> float:
     """First-token seconds when the same story is continued again (its prefix is cached)."""
     settings = GREEDY.with_changes(max_new_tokens=room)
-
-    def run() -> float:
-        for _event in generator.stream_events(story, settings):
-            pass
-        return generator.last_stats.first_token_seconds
-
-    run()  # caches the story
-    return statistics.median(quiet_sample(run)[0] for _ in range(3))
+    return _median_after_warmup(lambda: _first_token_seconds(generator, story, settings))
 
 
 TYPED_TOKENS = 20  # a sentence typed since the app's last encode-ahead
@@ -199,24 +204,23 @@ def _typed_first_token(generator: Generator, tokenizer, story_ids: list[int], ro
     def run() -> float:
         generator.forget_context()
         generator.prefill(before, settings)
-        for _event in generator.stream_events(story, settings):
-            pass
-        return generator.last_stats.first_token_seconds
+        return _first_token_seconds(generator, story, settings)
 
-    run()
-    return statistics.median(quiet_sample(run)[0] for _ in range(3))
+    return _median_after_warmup(run)
 
 
-def long_story_first_tokens(base, tokenizer, story_ids: list[int], args) -> None:
+def long_story_first_tokens(base, tokenizer, story_ids: list[int]) -> None:
     """F5 in a story longer than the block, at the default precision: cold, and right after
     typing ``TYPED_TOKENS`` more tokens at the end (no pause, so no encode-ahead). The window
     over the story moves in steps of block/16 tokens, so the typed tokens usually leave the
     cached window in place; each story length below ends at another point of a step."""
     generator = Generator(copy.deepcopy(base), tokenizer, precision=DEFAULT_PRECISION)
     settings = PRESET_SETTINGS["balanced"].with_changes(seed=1, max_new_tokens=8)
+    block = base.config.block_size
+    step = block // 16  # how far the window moves at a time
     cold, typed = [], []
     with torch.inference_mode():
-        for length in range(2 * base.config.block_size, 2 * base.config.block_size + 64, 16):
+        for length in range(2 * block, 2 * block + step, step // 4):
             before = tokenizer.decode(story_ids[: length - TYPED_TOKENS])
             story = tokenizer.decode(story_ids[:length])
             generator.forget_context()
@@ -497,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, bandwidth)
     if not args.no_transformers and "int8" in args.precisions:
         head_to_head(base, story_ids, args)
-    long_story_first_tokens(base, tokenizer, story_ids, args)
+    long_story_first_tokens(base, tokenizer, story_ids)
     print(
         f"\nbenchmark took {time.perf_counter() - started:.0f} s; {machine_report()[-1]}; "
         f"{_common.disturbed_samples} samples stayed disturbed by other processes after retries"
