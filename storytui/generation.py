@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from storytui.allocator import keep_freed_memory
 from storytui.errors import StoryError
 from storytui.model import KVCache
 from storytui.precision import DEFAULT_PRECISION, PRECISIONS, kv_cache_dtype, prepare_model
@@ -116,6 +117,7 @@ class Generator:
         template: StoryTemplate | None = None,
         precision: str = "fp32",
     ) -> None:
+        keep_freed_memory()  # a cold prefill otherwise spends a third of its time page-faulting
         self.model = prepare_model(model, precision)
         self.precision = precision
         self.tokenizer = tokenizer
