@@ -144,25 +144,18 @@ class TokenBytes:
 
 
 def weight_bytes(model: nn.Module) -> int:
-    """Bytes of matrix weights one decode step reads (quantised layers count their int8 bytes)."""
-    total = 0
-    for module in model.modules():
-        if isinstance(module, nn.Embedding):
-            continue
-        weight = getattr(module, "weight", None)
-        if callable(weight):  # dynamically quantised Linear: weight() unpacks the qint8 tensor
-            w = weight()
-            total += w.numel() * w.element_size() + _scale_bytes(w)
-        elif isinstance(weight, torch.Tensor) and weight.dim() == 2:
-            total += weight.numel() * weight.element_size()
-    return total
+    """Bytes of matrix weights one decode step reads (quantised layers say what theirs read)."""
+    if hasattr(model, "decode_weight_bytes"):  # Int8Linear, Int4Linear
+        return model.decode_weight_bytes()
+    if isinstance(model, nn.Embedding):  # a lookup reads one row
+        return 0
+    weight = getattr(model, "weight", None)
+    own = weight.numel() * weight.element_size() if _is_matrix(weight) else 0
+    return own + sum(weight_bytes(child) for child in model.children())
 
 
-def _scale_bytes(w: torch.Tensor) -> int:
-    try:
-        return w.q_per_channel_scales().numel() * 8  # scale (float64) + zero point per row
-    except RuntimeError:
-        return 8
+def _is_matrix(weight) -> bool:
+    return isinstance(weight, torch.Tensor) and weight.dim() == 2
 
 
 def kv_bytes(n_layer: int, width: int, positions: float, element_size: int) -> int:

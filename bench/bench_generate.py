@@ -4,16 +4,17 @@
     .venv/bin/python bench/bench_generate.py --loss-gap CHECKPOINT_DIR --text FILE
 
 The speed run builds the ``colab`` preset with random weights (speed does not depend on them),
-then for fp32, bf16 and int8 measures: prefill of a 1,000-token context, the first token of a
-1,000-token story through ``Generator`` (what a writer waits for), greedy decode tokens/s over
-200 new tokens after an 824-token context (1,024 is the block), the full ``Generator`` path with
-the default sampling settings, and the same model with no KV cache. The Hugging Face twin is a
+then for each precision (fp32, bf16, int8, int4) measures: prefill of a 1,000-token context,
+the first token of a 1,000-token story through ``Generator`` (what a writer waits for), greedy
+decode tokens/s over 200 new tokens after an 824-token context (1,024 is the block), the full
+``Generator`` path with the default sampling settings, and the same model with no KV cache. The Hugging Face twin is a
 ``LlamaForCausalLM`` holding the same weights (its logits are checked against StoryModel first)
 driven through ``generate()``. Decode speed is compared with the memory-bandwidth ceiling:
 measured read bandwidth ÷ (weight bytes + KV-cache bytes read per token).
 
 ``--loss-gap`` measures what the reduced precisions cost: per-token loss (nats) and bits per
-byte of fp32, bf16 and int8 over block-sized windows of a real text.
+byte of each precision over block-sized windows of a real text (int4 through its decoding
+kernel at every position, although it encodes a story with int8).
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ from _common import (
     weight_bytes,
 )
 
+from storytui.allocator import keep_freed_memory
 from storytui.generation import DEFAULT_PRECISION, Generator
 from storytui.model import PRESETS, StoryModel
-from storytui.precision import PRECISIONS, kv_cache_dtype, prepare_model
+from storytui.precision import PRECISIONS, Int4Linear, kv_cache_dtype, prepare_model
 from storytui.sampling import PRESET_SETTINGS, SamplingSettings
 from storytui.tokenizer import load_tokenizer
 
@@ -310,33 +312,57 @@ def hf_decode_tps(model, prompt: torch.Tensor, new_tokens: int, options: dict, a
 
 
 def head_to_head(base, story_ids, args, rounds: int = 4) -> None:
-    """storytui int8 and transformers int8 decode, alternated round by round.
-
-    A shared machine's speed drifts by tens of percent over minutes; measured back to back,
-    each round's ratio compares the two under the same conditions.
-    """
-    cfg = base.config
-    prompt = torch.tensor([story_ids[: cfg.block_size - args.new_tokens]])
+    """storytui and transformers decode at storytui's default precision (the same quantised
+    layers in both), alternated round by round."""
     try:
-        theirs = _hf_precision(llama_twin(base), "int8")
+        theirs = _hf_precision(llama_twin(base), DEFAULT_PRECISION)
     except ImportError:
         return  # bench_transformers has said so
-    ours = prepare_model(copy.deepcopy(base), "int8")
+    ours = prepare_model(copy.deepcopy(base), DEFAULT_PRECISION)
+    prompt = _decode_prompt(base, story_ids, args)
     options = hf_options(args)
+    alternate(
+        f"head to head, {DEFAULT_PRECISION} decode",
+        ("storytui", lambda: storytui_decode_tps(ours, prompt, args.new_tokens, torch.float32)),
+        ("transformers", lambda: hf_decode_tps(theirs, prompt, args.new_tokens, options, args)),
+        rounds,
+    )
+
+
+def int4_against_int8(base, story_ids, args, rounds: int = 4) -> None:
+    """storytui's decode with four-bit and with eight-bit weights, alternated round by round."""
+    int4 = prepare_model(copy.deepcopy(base), "int4")
+    int8 = prepare_model(copy.deepcopy(base), "int8")
+    prompt = _decode_prompt(base, story_ids, args)
+    alternate(
+        "storytui decode, int4 against int8",
+        ("int4", lambda: storytui_decode_tps(int4, prompt, args.new_tokens, torch.float32)),
+        ("int8", lambda: storytui_decode_tps(int8, prompt, args.new_tokens, torch.float32)),
+        rounds,
+    )
+
+
+def _decode_prompt(base, story_ids, args) -> torch.Tensor:
+    return torch.tensor([story_ids[: base.config.block_size - args.new_tokens]])
+
+
+def alternate(title: str, first, second, rounds: int) -> None:
+    """Decode tokens/s of two (name, measure) pairs taken back to back, and their ratio.
+
+    A shared machine's speed drifts by tens of percent over minutes; measured alternately,
+    each round's ratio compares the two under the same conditions.
+    """
+    (name_a, measure_a), (name_b, measure_b) = first, second
     pairs = []
     with torch.inference_mode():
-        storytui_decode_tps(ours, prompt, 8, torch.float32)  # warm-up
+        measure_a(), measure_b()  # warm-up
         for _ in range(rounds):
-            a = median_value(
-                lambda: storytui_decode_tps(ours, prompt, args.new_tokens, torch.float32), 1
-            )
-            b = hf_decode_tps(theirs, prompt, args.new_tokens, options, args)
-            pairs.append((a, b))
+            pairs.append((quiet_sample(measure_a)[0], quiet_sample(measure_b)[0]))
     ratios = sorted(a / b for a, b in pairs)
     print(
-        f"\nhead to head, int8 decode alternated over {rounds} rounds: storytui "
+        f"\n{title}, alternated over {rounds} rounds: {name_a} "
         + ", ".join(f"{a:.1f}" for a, _ in pairs)
-        + " tok/s; transformers "
+        + f" tok/s; {name_b} "
         + ", ".join(f"{b:.1f}" for _, b in pairs)
         + f" tok/s; ratio median {statistics.median(ratios):.2f}× "
         f"(range {ratios[0]:.2f}–{ratios[-1]:.2f}×)"
@@ -346,10 +372,8 @@ def head_to_head(base, story_ids, args, rounds: int = 4) -> None:
 def _hf_precision(model, precision: str):
     if precision == "bf16":
         return model.to(torch.bfloat16)
-    if precision == "int8":
-        from storytui.precision import quantize_int8
-
-        return quantize_int8(model)
+    if precision in ("int8", "int4"):  # the same layers as storytui's, so the same kernels
+        return prepare_model(model, precision)
     return model
 
 
@@ -423,6 +447,9 @@ def loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
     reference_loss = None
     for precision in PRECISIONS:
         model = prepare_model(copy.deepcopy(checkpoint.model), precision)
+        for layer in model.modules():  # int4 encodes with int8: score its decoding kernel
+            if isinstance(layer, Int4Linear):
+                layer.max_int4_rows = sys.maxsize
         total, agree, tops = 0.0, 0, []
         with torch.inference_mode():
             for window in windows:
@@ -482,6 +509,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     for line in machine_report():
         print(line)
+    # what every Generator does; set before anything runs, so transformers gets it too
+    kept = keep_freed_memory()
+    print(f"freed memory kept in the process (glibc thresholds raised): {'yes' if kept else 'no'}")
     if args.loss_gap:
         loss_gap(args.loss_gap, args.text, args.loss_tokens)
         return
@@ -499,8 +529,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_transformers:
         bench_transformers(base, story_ids, args, rows)
     print_table(rows, bandwidth)
-    if not args.no_transformers and "int8" in args.precisions:
+    if not args.no_transformers:
         head_to_head(base, story_ids, args)
+    int4_against_int8(base, story_ids, args)
     long_story_first_tokens(base, tokenizer, story_ids)
     print(
         f"\nbenchmark took {time.perf_counter() - started:.0f} s; {machine_report()[-1]}; "

@@ -75,7 +75,8 @@ def continue_story(
     ] = "",
     memory: Annotated[str, typer.Option(help="Memory / author's note the model sees.")] = "",
     precision: Annotated[
-        str | None, typer.Option(help="fp32, bf16 or int8 (default: fastest that stays faithful).")
+        str | None,
+        typer.Option(help="fp32, bf16, int8 or int4 (default: fastest that stays faithful)."),
     ] = None,
 ) -> None:
     """Stream a continuation of FILE to standard output."""

@@ -1,10 +1,11 @@
 """CPU precisions for generation: how the weights are stored and multiplied.
 
 Decoding one token reads every weight once, so its speed is set by bytes per weight:
-``fp32`` (4, the reference), ``bf16`` (2; AVX512-BF16 matmuls) and ``int8`` (1; per-channel int8
+``fp32`` (4, the reference), ``bf16`` (2; AVX512-BF16 matmuls), ``int8`` (1; per-channel int8
 weights times dynamically quantised activations through fbgemm's VNNI kernels, which also make
-the 1,000-token prefill fastest). ``bench/bench_generate.py`` measures all three and the loss gap
-each costs on real text; ``DEFAULT_PRECISION`` is the winner.
+the 1,000-token prefill fastest) and ``int4`` (about 0.56: groups of 64 four-bit weights with a
+bf16 scale and offset for decoding, the int8 kernels for encoding). ``bench/bench_generate.py``
+measures them all and the loss gap each costs on real text; ``DEFAULT_PRECISION`` is the winner.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import warnings
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "int8", "int4")
 # Chosen by bench/bench_generate.py: see the table in bench/README.md.
-DEFAULT_PRECISION = "int8"
+DEFAULT_PRECISION = "int4"
 
 
 def prepare_model(model: nn.Module, precision: str) -> nn.Module:
-    """The model in eval mode at ``precision`` (int8 returns a quantised copy)."""
+    """The model in eval mode at ``precision`` (int8 and int4 return a quantised copy)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
     model = model.eval()
@@ -29,6 +30,8 @@ def prepare_model(model: nn.Module, precision: str) -> nn.Module:
         return to_bf16_weights(model)
     if precision == "int8":
         return quantize_int8(model.float())
+    if precision == "int4":
+        return quantize_int4(model.float())
     return model.float()
 
 
@@ -44,12 +47,29 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
     Embeddings stay fp32: a lookup reads one row, so they cost nothing per token.
     """
-    model = copy.deepcopy(model)
     reduce_range = not _has_vnni()
+    return _replace_linears(model, lambda linear: Int8Linear(linear, reduce_range))
+
+
+def quantize_int4(model: nn.Module) -> nn.Module:
+    """A copy whose ``nn.Linear`` layers become ``Int4Linear`` where the int4 kernel takes
+    their shape, else ``Int8Linear`` (the seed models' 50,257-token output head, for one)."""
+    reduce_range = not _has_vnni()
+
+    def convert(linear: nn.Linear) -> nn.Module:
+        if int4_group_size(linear) is None:
+            return Int8Linear(linear, reduce_range)
+        return Int4Linear(linear, reduce_range)
+
+    return _replace_linears(model, convert)
+
+
+def _replace_linears(model: nn.Module, convert) -> nn.Module:
+    model = copy.deepcopy(model)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
-                setattr(parent, name, Int8Linear(child, reduce_range))
+                setattr(parent, name, convert(child))
     return model
 
 
@@ -79,11 +99,93 @@ class Int8Linear(nn.Module):
         """The int8 weight (a quantised tensor), as the standard quantised Linear offers it."""
         return torch.ops.quantized.linear_unpack(self._packed)[0]
 
+    def decode_weight_bytes(self) -> int:
+        """Bytes one decoded token reads: an int8 per weight, a float64 scale per row."""
+        return self.in_features * self.out_features + 8 * self.out_features
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.quantized.linear_dynamic(x, self._packed, self.reduce_range)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+INT4_GROUP_SIZES = (64, 32)  # weights sharing one scale and offset; the first that divides wins
+INT4_MAX_ROWS = 2  # inputs with more rows (prefill chunks) take the int8 kernel
+
+
+def int4_group_size(linear: nn.Linear) -> int | None:
+    """The group size ``Int4Linear`` uses for ``linear``, or None where the kernel can't pack it
+    (it needs a multiple of 16 output rows and of the group size input columns)."""
+    if linear.bias is not None or linear.out_features % 16:
+        return None
+    return next((g for g in INT4_GROUP_SIZES if linear.in_features % g == 0), None)
+
+
+def quantize_int4_groups(
+    weight: torch.Tensor, group_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Round each group of ``group_size`` weights in a row to 16 levels between its min and max.
+
+    Returns the levels (int32, 0–15, shape of ``weight``), and each group's scale and minimum,
+    (rows, groups): weight ≈ level × scale + minimum.
+    """
+    rows, cols = weight.shape
+    groups = weight.float().reshape(rows, cols // group_size, group_size)
+    low = groups.amin(dim=-1, keepdim=True)
+    scale = ((groups.amax(dim=-1, keepdim=True) - low) / 15).clamp(min=1e-10)
+    levels = ((groups - low) / scale).round_().clamp_(0, 15).to(torch.int32)
+    return levels.reshape(rows, cols), scale.squeeze(-1), low.squeeze(-1)
+
+
+class Int4Linear(nn.Module):
+    """``nn.Linear`` with four-bit weights for decoding and int8 ones for encoding.
+
+    Decoding reads every weight once per token, so halving int8's bytes is the bigger lever:
+    ``_weight_int4pack_mm_for_cpu`` multiplies bf16 inputs by groups of 64 four-bit weights,
+    each group with a bf16 scale and offset (0.56 bytes per weight). It dequantises to bf16 and
+    so is compute-bound on more than a couple of rows, where fbgemm's int8 VNNI kernel is 3×
+    faster at 16 rows; the layer keeps that too (memory, not bandwidth: only one is read per
+    call). The cached and the full forward pass may therefore round differently.
+    """
+
+    def __init__(self, linear: nn.Linear, reduce_range: bool = True) -> None:
+        super().__init__()
+        group_size = int4_group_size(linear)
+        if group_size is None:
+            raise ValueError(f"no int4 packing for a {tuple(linear.weight.shape)} weight")
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.group_size = group_size
+        self.max_int4_rows = INT4_MAX_ROWS  # the loss-gap bench raises it to test int4 alone
+        levels, scale, low = quantize_int4_groups(linear.weight.detach(), group_size)
+        # the kernel's convention: weight = (level - 8) × scale + zero
+        zero = low + 8 * scale
+        self._packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1)
+        # (groups, rows, 2): scale and zero of each group of each row
+        self._scale_zero = torch.stack((scale.t(), zero.t()), dim=-1).contiguous().bfloat16()
+        self.prefill = Int8Linear(linear, reduce_range)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() > self.max_int4_rows * self.in_features:
+            return self.prefill(x)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x.reshape(-1, self.in_features).bfloat16(),
+            self._packed,
+            self.group_size,
+            self._scale_zero,
+        )
+        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def decode_weight_bytes(self) -> int:
+        """Bytes one decoded token reads: half a byte per weight, 4 per group (scale, zero)."""
+        groups = self.in_features // self.group_size
+        return self.in_features * self.out_features // 2 + 4 * groups * self.out_features
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"int4 (groups of {self.group_size}; int8 for more than {self.max_int4_rows} rows)"
+        )
 
 
 def _has_vnni() -> bool:

@@ -161,7 +161,7 @@ def test_empty_story_still_generates(generator: Generator) -> None:
     assert len(generator.generate("", settings(max_new_tokens=10))) > 0
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("precision", ["bf16", "int8", "int4"])
 def test_reduced_precisions_generate(precision: str) -> None:
     tokenizer = load_tokenizer()
     torch.manual_seed(0)
