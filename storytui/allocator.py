@@ -1,13 +1,16 @@
 """Keep freed memory in the process, so that large temporary tensors reuse warm pages.
 
 glibc's malloc serves blocks above its mmap threshold with fresh pages from the kernel and
-returns them on free, and it trims the heap's top as soon as enough is free. Encoding a
-1,000-token story with the ``colab`` model allocates and frees hundreds of megabytes of
-activations that way: about 86,000 page faults, some 160 ms of kernel time zeroing pages, on
-every cold prefill. Raising both thresholds keeps the pages for the next layer and the next
-prefill (PyTorch's CPU tuning guide preloads jemalloc or tcmalloc for the same reason; this needs
-no extra library). The cost is that the process keeps up to its peak working set instead of
-giving it back between continuations.
+returns them on free, and it trims the heap's top as soon as enough is free. Every page it gives
+back is faulted in (and zeroed by the kernel) the next time it is used:
+
+- encoding a 1,000-token story with the ``colab`` model took about 70,000 page faults, over
+  100 ms of kernel time, on every cold prefill;
+- a CPU training step of the ``small`` preset (8 × 512 tokens) took about 350,000, a quarter of
+  the step.
+
+PyTorch's CPU tuning guide preloads jemalloc or tcmalloc for the same reason; setting glibc's
+own thresholds needs no extra library. ``bench/bench_allocator.py`` measures both workloads.
 """
 
 from __future__ import annotations
@@ -17,33 +20,51 @@ import platform
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest accepted value on 64-bit systems
-TRIM_THRESHOLD = 1024 * 1024 * 1024
+M_MMAP_MAX = -4
+GENERATION_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest accepted value on 64-bit
+GENERATION_TRIM_THRESHOLD = 1024 * 1024 * 1024
+NEVER_TRIM = -1
 
-_applied: bool | None = None
+NOTHING, GENERATION, TRAINING = 0, 1, 2
+_level = NOTHING
 
 
 def keep_freed_memory() -> bool:
-    """Set glibc's thresholds once per process; True where glibc accepted them.
-
-    Other C libraries (macOS, Windows, musl) keep their own behaviour: False.
-    """
-    global _applied
-    if _applied is None:
-        _applied = _set_glibc_thresholds()
-    return _applied
+    """For generation: blocks up to 32 MiB (every activation of a prefill) come from the heap,
+    which keeps up to 1 GiB free at its top; one-off larger blocks (weights being converted)
+    still go back to the system. True where glibc took the settings."""
+    return _raise_to(GENERATION)
 
 
-def _set_glibc_thresholds() -> bool:
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+def keep_all_freed_memory() -> bool:
+    """For CPU training: every block comes from the heap and the heap is never trimmed. The
+    process keeps its peak footprint, which each step needs again anyway."""
+    return _raise_to(TRAINING)
+
+
+def _raise_to(level: int) -> bool:
+    """Apply ``level`` unless a stronger one is in place (a weaker one would trim again)."""
+    global _level
+    if _level >= level:
+        return True
+    if not _is_glibc():
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
+    mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    # mallopt returns 1 on success; the mmap threshold first (setting it fixes the trim one too)
-    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and (
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-    )
+    if level == TRAINING:
+        settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, NEVER_TRIM))
+    else:
+        settings = (
+            (M_MMAP_THRESHOLD, GENERATION_MMAP_THRESHOLD),
+            (M_TRIM_THRESHOLD, GENERATION_TRIM_THRESHOLD),
+        )
+    if not all(mallopt(parameter, value) == 1 for parameter, value in settings):
+        return False
+    _level = level
+    return True
+
+
+def _is_glibc() -> bool:
+    """Other C libraries (macOS, Windows, musl) keep their own behaviour."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"

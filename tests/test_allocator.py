@@ -8,18 +8,18 @@ import sys
 
 import pytest
 
-from storytui.allocator import keep_freed_memory
-
-# Runs four prefill-sized MLP layers (1,000 tokens, colab widths) six times and prints the page
-# faults of the last five, after the first has grown the heap to its working size.
+# Runs four MLP layers (colab widths) over TOKENS tokens six times after applying the policies
+# named on the command line, and prints the page faults of the last five (the first grows the
+# heap to its working size).
 FAULTS = """
 import resource, sys, torch
 import torch.nn.functional as F
-if sys.argv[1] == "keep":
-    from storytui.allocator import keep_freed_memory
-    assert keep_freed_memory()
+from storytui import allocator
+for policy in sys.argv[2:]:
+    assert getattr(allocator, policy)()
 torch.manual_seed(0)
-x0, w1, w2 = torch.randn(1000, 768), torch.randn(4864, 768), torch.randn(768, 2432)
+tokens = int(sys.argv[1])
+x0, w1, w2 = torch.randn(tokens, 768), torch.randn(4864, 768), torch.randn(768, 2432)
 def layers():
     x = x0
     for _ in range(4):
@@ -31,30 +31,37 @@ for _ in range(5):
     layers()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
+PREFILL = 1000  # the largest block, 1,000 × 4,864 floats, is under the 32 MiB mmap threshold
+TRAINING = 2000  # a 39 MB block: above it
 
 
-def _faults(mode: str) -> int:
+def _faults(tokens: int, *policies: str) -> int:
     result = subprocess.run(
-        [sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", FAULTS, str(tokens), *policies],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(result.stdout)
 
 
-glibc_only = pytest.mark.skipif(
+pytestmark = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
     reason="the thresholds are glibc's",
 )
 
 
-@glibc_only
 def test_prefill_sized_activations_reuse_their_pages() -> None:
-    default, kept = _faults("default"), _faults("keep")
-    # glibc's defaults give the pages back and fault them in again: about 40,000 faults here
+    default, kept = _faults(PREFILL), _faults(PREFILL, "keep_freed_memory")
+    # glibc's defaults give the pages back and fault them in again: about 60,000 faults here
     assert default > 10_000
     assert kept < default / 3, (kept, default)
 
 
-@glibc_only
-def test_applied_once_and_reported() -> None:
-    assert keep_freed_memory() is True
-    assert keep_freed_memory() is True
+def test_training_keeps_blocks_above_the_mmap_threshold_too() -> None:
+    default = _faults(TRAINING)
+    assert default > 20_000
+    assert _faults(TRAINING, "keep_all_freed_memory") < default / 10
+    # the generation policy applied later must not bring trimming back
+    later = _faults(TRAINING, "keep_all_freed_memory", "keep_freed_memory")
+    assert later < default / 10, (later, default)

@@ -24,6 +24,7 @@ from rich.console import Console
 from torch import nn
 
 from storytui import paths
+from storytui.allocator import keep_all_freed_memory
 from storytui.checkpoint import CheckpointMeta, load_weights
 from storytui.errors import StoryError
 from storytui.model import build_model
@@ -482,6 +483,8 @@ class _Run:
         self.started = time.perf_counter()
         if self.device.type == "cuda":  # fp32 matmuls (the seed recipe) may use TF32 cores
             torch.set_float32_matmul_precision("high")
+        if self.device.type == "cpu":  # a step's activations otherwise page-fault every time
+            keep_all_freed_memory()
         state = self._build()
         config = spec.model_config
         self.block_size = min(hp.block_size or config.block_size, config.block_size)
