@@ -3,8 +3,8 @@
 Decoding one token reads every weight once, so its speed is set by bytes per weight:
 ``fp32`` (4, the reference), ``bf16`` (2; AVX512-BF16 matmuls), ``int8`` (1; per-channel int8
 weights times dynamically quantised activations through fbgemm's VNNI kernels, which also make
-the 1,000-token prefill fastest) and ``int4`` (about 0.56: groups of 64 four-bit weights with a
-bf16 scale and offset for decoding, the int8 kernels for encoding). ``bench/bench_generate.py``
+the 1,000-token prefill fastest) and ``int4`` (about 0.53: groups of 128 four-bit weights with
+a bf16 scale and offset for decoding, the int8 kernels for encoding). ``bench/bench_generate.py``
 measures them all and the loss gap each costs on real text; ``DEFAULT_PRECISION`` is the winner.
 """
 
@@ -19,6 +19,10 @@ from torch import nn
 PRECISIONS = ("fp32", "bf16", "int8", "int4")
 # Chosen by bench/bench_generate.py: see the table in bench/README.md.
 DEFAULT_PRECISION = "int4"
+# Chosen by bench/bench_int4.py: decode speed and loss gap per group size, and where the int8
+# kernel overtakes the int4 one as rows are added.
+INT4_GROUP_SIZES = (128, 64, 32)  # weights sharing a scale and offset; the first that divides
+INT4_MAX_ROWS = 1  # inputs with more rows (prefill, encode-ahead) take the int8 kernel
 
 
 def prepare_model(model: nn.Module, precision: str) -> nn.Module:
@@ -51,15 +55,15 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return _replace_linears(model, lambda linear: Int8Linear(linear, reduce_range))
 
 
-def quantize_int4(model: nn.Module) -> nn.Module:
+def quantize_int4(model: nn.Module, group_sizes: tuple[int, ...] = INT4_GROUP_SIZES) -> nn.Module:
     """A copy whose ``nn.Linear`` layers become ``Int4Linear`` where the int4 kernel takes
     their shape, else ``Int8Linear`` (the seed models' 50,257-token output head, for one)."""
     reduce_range = not _has_vnni()
 
     def convert(linear: nn.Linear) -> nn.Module:
-        if int4_group_size(linear) is None:
+        if int4_group_size(linear, group_sizes) is None:
             return Int8Linear(linear, reduce_range)
-        return Int4Linear(linear, reduce_range)
+        return Int4Linear(linear, reduce_range, group_sizes)
 
     return _replace_linears(model, convert)
 
@@ -110,16 +114,12 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-INT4_GROUP_SIZES = (64, 32)  # weights sharing one scale and offset; the first that divides wins
-INT4_MAX_ROWS = 2  # inputs with more rows (prefill chunks) take the int8 kernel
-
-
-def int4_group_size(linear: nn.Linear) -> int | None:
-    """The group size ``Int4Linear`` uses for ``linear``, or None where the kernel can't pack it
-    (it needs a multiple of 16 output rows and of the group size input columns)."""
+def int4_group_size(linear: nn.Linear, sizes: tuple[int, ...] = INT4_GROUP_SIZES) -> int | None:
+    """The first of ``sizes`` the int4 kernel can pack ``linear`` with, or None (it needs a
+    multiple of 16 output rows and of the group size input columns)."""
     if linear.bias is not None or linear.out_features % 16:
         return None
-    return next((g for g in INT4_GROUP_SIZES if linear.in_features % g == 0), None)
+    return next((g for g in sizes if linear.in_features % g == 0), None)
 
 
 def quantize_int4_groups(
@@ -142,16 +142,18 @@ class Int4Linear(nn.Module):
     """``nn.Linear`` with four-bit weights for decoding and int8 ones for encoding.
 
     Decoding reads every weight once per token, so halving int8's bytes is the bigger lever:
-    ``_weight_int4pack_mm_for_cpu`` multiplies bf16 inputs by groups of 64 four-bit weights,
-    each group with a bf16 scale and offset (0.56 bytes per weight). It dequantises to bf16 and
-    so is compute-bound on more than a couple of rows, where fbgemm's int8 VNNI kernel is 3×
-    faster at 16 rows; the layer keeps that too (memory, not bandwidth: only one is read per
-    call). The cached and the full forward pass may therefore round differently.
+    ``_weight_int4pack_mm_for_cpu`` multiplies bf16 inputs by groups of 128 four-bit weights,
+    each group with a bf16 scale and offset (0.53 bytes per weight). It dequantises to bf16, so
+    it only wins on one row: fbgemm's int8 VNNI kernel is already as fast at two rows and 2.3×
+    faster at 16. The layer keeps int8 weights for those (memory, not bandwidth: each call
+    reads one of the two). The cached and the full forward pass may therefore round differently.
     """
 
-    def __init__(self, linear: nn.Linear, reduce_range: bool = True) -> None:
+    def __init__(
+        self, linear: nn.Linear, reduce_range: bool = True, group_sizes=INT4_GROUP_SIZES
+    ) -> None:
         super().__init__()
-        group_size = int4_group_size(linear)
+        group_size = int4_group_size(linear, group_sizes)
         if group_size is None:
             raise ValueError(f"no int4 packing for a {tuple(linear.weight.shape)} weight")
         self.in_features, self.out_features = linear.in_features, linear.out_features

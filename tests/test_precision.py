@@ -47,7 +47,9 @@ def test_int4_rounding_keeps_each_group_within_half_a_step() -> None:
 
 
 def test_group_size_follows_the_kernel_rules() -> None:
-    assert int4_group_size(_linear(1280, 768)) == 64
+    assert int4_group_size(_linear(1280, 768)) == 128
+    assert int4_group_size(_linear(1280, 768), (64, 32)) == 64  # the first that divides
+    assert int4_group_size(_linear(1280, 320)) == 64
     assert int4_group_size(_linear(96, 32)) == 32  # 32 columns: groups of 32
     assert int4_group_size(_linear(50257, 64)) is None  # the GPT-2 vocabulary: rows % 16
     assert int4_group_size(_linear(96, 40)) is None  # 40 columns fit no group size
@@ -76,10 +78,10 @@ def test_more_rows_take_the_int8_kernel() -> None:
     assert not torch.equal(layer(few), Int8Linear(linear)(few))
 
 
-def test_int4_reads_about_nine_sixteenths_of_a_byte_per_weight() -> None:
+def test_int4_reads_about_half_a_byte_per_weight_with_its_scales() -> None:
     layer = Int4Linear(_linear(4864, 768))
     per_weight = layer.decode_weight_bytes() / (4864 * 768)
-    assert per_weight == pytest.approx(0.5 + 4 / 64)
+    assert per_weight == pytest.approx(0.5 + 4 / 128)
     assert Int8Linear(_linear(4864, 768)).decode_weight_bytes() > 1.7 * layer.decode_weight_bytes()
 
 
