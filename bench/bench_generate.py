@@ -329,16 +329,31 @@ def head_to_head(base, story_ids, args, rounds: int = 4) -> None:
     )
 
 
-def int4_against_int8(base, story_ids, args, rounds: int = 4) -> None:
-    """storytui's decode with four-bit and with eight-bit weights, alternated round by round."""
-    int4 = prepare_model(copy.deepcopy(base), "int4")
-    int8 = prepare_model(copy.deepcopy(base), "int8")
+def int4_against_int8(base, tokenizer, story_ids, args, rounds: int = 4) -> None:
+    """storytui with four-bit and with eight-bit weights, alternated round by round: decode
+    speed, and the cold first token of a 1,000-token story (both encode it with int8)."""
+    int4 = Generator(copy.deepcopy(base), tokenizer, precision="int4")
+    int8 = Generator(copy.deepcopy(base), tokenizer, precision="int8")
     prompt = _decode_prompt(base, story_ids, args)
     alternate(
         "storytui decode, int4 against int8",
-        ("int4", lambda: storytui_decode_tps(int4, prompt, args.new_tokens, torch.float32)),
-        ("int8", lambda: storytui_decode_tps(int8, prompt, args.new_tokens, torch.float32)),
+        ("int4", lambda: storytui_decode_tps(int4.model, prompt, args.new_tokens, torch.float32)),
+        ("int8", lambda: storytui_decode_tps(int8.model, prompt, args.new_tokens, torch.float32)),
         rounds,
+    )
+    story = tokenizer.decode(story_ids[: args.context])
+    settings = GREEDY.with_changes(max_new_tokens=1)
+
+    def cold_first_token_ms(generator: Generator) -> float:
+        generator.forget_context()
+        return _first_token_seconds(generator, story, settings) * 1e3
+
+    alternate(
+        "storytui cold first token (1,000 tokens), int4 against int8",
+        ("int4", lambda: cold_first_token_ms(int4)),
+        ("int8", lambda: cold_first_token_ms(int8)),
+        rounds,
+        unit="ms",
     )
 
 
@@ -346,8 +361,8 @@ def _decode_prompt(base, story_ids, args) -> torch.Tensor:
     return torch.tensor([story_ids[: base.config.block_size - args.new_tokens]])
 
 
-def alternate(title: str, first, second, rounds: int) -> None:
-    """Decode tokens/s of two (name, measure) pairs taken back to back, and their ratio.
+def alternate(title: str, first, second, rounds: int, unit: str = "tok/s") -> None:
+    """Two (name, measure) pairs taken back to back, round by round, and their ratio.
 
     A shared machine's speed drifts by tens of percent over minutes; measured alternately,
     each round's ratio compares the two under the same conditions.
@@ -362,9 +377,9 @@ def alternate(title: str, first, second, rounds: int) -> None:
     print(
         f"\n{title}, alternated over {rounds} rounds: {name_a} "
         + ", ".join(f"{a:.1f}" for a, _ in pairs)
-        + f" tok/s; {name_b} "
+        + f" {unit}; {name_b} "
         + ", ".join(f"{b:.1f}" for _, b in pairs)
-        + f" tok/s; ratio median {statistics.median(ratios):.2f}× "
+        + f" {unit}; ratio median {statistics.median(ratios):.2f}× "
         f"(range {ratios[0]:.2f}–{ratios[-1]:.2f}×)"
     )
 
@@ -531,7 +546,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, bandwidth)
     if not args.no_transformers:
         head_to_head(base, story_ids, args)
-    int4_against_int8(base, story_ids, args)
+    int4_against_int8(base, tokenizer, story_ids, args)
     long_story_first_tokens(base, tokenizer, story_ids)
     print(
         f"\nbenchmark took {time.perf_counter() - started:.0f} s; {machine_report()[-1]}; "

@@ -150,7 +150,10 @@ class Int4Linear(nn.Module):
     """
 
     def __init__(
-        self, linear: nn.Linear, reduce_range: bool = True, group_sizes=INT4_GROUP_SIZES
+        self,
+        linear: nn.Linear,
+        reduce_range: bool = True,
+        group_sizes: tuple[int, ...] = INT4_GROUP_SIZES,
     ) -> None:
         super().__init__()
         group_size = int4_group_size(linear, group_sizes)
