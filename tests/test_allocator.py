@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-# Runs four MLP layers (colab widths) over TOKENS tokens six times after applying the policies
-# named on the command line, and prints the page faults of the last five (the first grows the
-# heap to its working size).
+# Runs four MLP layers (colab widths) over TOKENS tokens eight times after applying the policies
+# named on the command line, and prints the page faults of the last five (the first few grow
+# the heap to its working size, two or three times as freed blocks are reused in new shapes).
 FAULTS = """
 import resource, sys, torch
 import torch.nn.functional as F
@@ -25,7 +25,8 @@ def layers():
     for _ in range(4):
         gate, up = F.linear(x, w1).chunk(2, dim=-1)
         x = x + F.linear(F.silu(gate) * up, w2)
-layers()
+for _ in range(3):
+    layers()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(5):
     layers()
@@ -53,9 +54,9 @@ pytestmark = pytest.mark.skipif(
 
 def test_prefill_sized_activations_reuse_their_pages() -> None:
     default, kept = _faults(PREFILL), _faults(PREFILL, "keep_freed_memory")
-    # glibc's defaults give the pages back and fault them in again: about 60,000 faults here
+    # glibc's defaults give the pages back and fault them in again: about 50,000 faults here
     assert default > 10_000
-    assert kept < default / 3, (kept, default)
+    assert kept < default / 5, (kept, default)
 
 
 def test_training_keeps_blocks_above_the_mmap_threshold_too() -> None:
