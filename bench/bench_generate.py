@@ -544,9 +544,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_transformers:
         bench_transformers(base, story_ids, args, rows)
     print_table(rows, bandwidth)
-    if not args.no_transformers:
+    if not args.no_transformers and DEFAULT_PRECISION in args.precisions:
         head_to_head(base, story_ids, args)
-    int4_against_int8(base, tokenizer, story_ids, args)
+    if {"int4", "int8"} <= set(args.precisions):
+        int4_against_int8(base, tokenizer, story_ids, args)
     long_story_first_tokens(base, tokenizer, story_ids)
     print(
         f"\nbenchmark took {time.perf_counter() - started:.0f} s; {machine_report()[-1]}; "

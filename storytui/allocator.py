@@ -6,8 +6,8 @@ back is faulted in (and zeroed by the kernel) the next time it is used:
 
 - encoding a 1,000-token story with the ``colab`` model took about 70,000 page faults, over
   100 ms of kernel time, on every cold prefill;
-- a CPU training step of the ``small`` preset (8 × 512 tokens) took about 350,000, a quarter of
-  the step.
+- a CPU training step of the ``small`` preset (8 × 512 tokens) took 200,000–260,000, with
+  0.3–0.6 s of kernel time.
 
 PyTorch's CPU tuning guide preloads jemalloc or tcmalloc for the same reason; setting glibc's
 own thresholds needs no extra library. ``bench/bench_allocator.py`` measures both workloads.
@@ -16,7 +16,9 @@ own thresholds needs no extra library. ``bench/bench_allocator.py`` measures bot
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
+import threading
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
@@ -27,12 +29,13 @@ NEVER_TRIM = -1
 
 NOTHING, GENERATION, TRAINING = 0, 1, 2
 _level = NOTHING
+_lock = threading.Lock()  # a trainer may build a Generator (for samples) in another thread
 
 
 def keep_freed_memory() -> bool:
     """For generation: blocks up to 32 MiB (every activation of a prefill) come from the heap,
-    which keeps up to 1 GiB free at its top; one-off larger blocks (weights being converted)
-    still go back to the system. True where glibc took the settings."""
+    which keeps up to 1 GiB free at its top; larger blocks still go back to the system. True
+    where glibc took the settings."""
     return _raise_to(GENERATION)
 
 
@@ -42,8 +45,21 @@ def keep_all_freed_memory() -> bool:
     return _raise_to(TRAINING)
 
 
+def release_freed_memory() -> None:
+    """Give the heap's free pages back once, after a one-off peak (converting a model's weights
+    leaves about 300 MB free for the ``colab`` preset); the next prefill takes its pages again.
+    A training process keeps its heap: its next step would fault it all in again."""
+    if _level < TRAINING and _is_glibc():
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def _raise_to(level: int) -> bool:
     """Apply ``level`` unless a stronger one is in place (a weaker one would trim again)."""
+    with _lock:
+        return _raise_locked(level)
+
+
+def _raise_locked(level: int) -> bool:
     global _level
     if _level >= level:
         return True
@@ -65,6 +81,7 @@ def _raise_to(level: int) -> bool:
     return True
 
 
+@functools.cache
 def _is_glibc() -> bool:
     """Other C libraries (macOS, Windows, musl) keep their own behaviour."""
     return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from storytui.allocator import keep_freed_memory
+from storytui.allocator import keep_freed_memory, release_freed_memory
 from storytui.errors import StoryError
 from storytui.model import KVCache
 from storytui.precision import DEFAULT_PRECISION, PRECISIONS, kv_cache_dtype, prepare_model
@@ -119,6 +119,7 @@ class Generator:
     ) -> None:
         keep_freed_memory()  # else each cold prefill faults ~65,000 pages in again
         self.model = prepare_model(model, precision)
+        release_freed_memory()  # what converting the weights freed
         self.precision = precision
         self.tokenizer = tokenizer
         self.template = template or StoryTemplate()

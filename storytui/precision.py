@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ DEFAULT_PRECISION = "int4"
 # kernel overtakes the int4 one as rows are added.
 INT4_GROUP_SIZES = (128, 64, 32)  # weights sharing a scale and offset; the first that divides
 INT4_MAX_ROWS = 1  # inputs with more rows (prefill, encode-ahead) take the int8 kernel
+INT4_KERNEL_GROUP_SIZES = (32, 64, 128, 256)  # what the kernel accepts
 
 
 def prepare_model(model: nn.Module, precision: str) -> nn.Module:
@@ -57,7 +59,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 def quantize_int4(model: nn.Module, group_sizes: tuple[int, ...] = INT4_GROUP_SIZES) -> nn.Module:
     """A copy whose ``nn.Linear`` layers become ``Int4Linear`` where the int4 kernel takes
-    their shape, else ``Int8Linear`` (the seed models' 50,257-token output head, for one)."""
+    them, else ``Int8Linear``: layers with a bias, and the seed models' 50,257-token head."""
     reduce_range = not _has_vnni()
 
     def convert(linear: nn.Linear) -> nn.Module:
@@ -68,7 +70,7 @@ def quantize_int4(model: nn.Module, group_sizes: tuple[int, ...] = INT4_GROUP_SI
     return _replace_linears(model, convert)
 
 
-def _replace_linears(model: nn.Module, convert) -> nn.Module:
+def _replace_linears(model: nn.Module, convert: Callable[[nn.Linear], nn.Module]) -> nn.Module:
     model = copy.deepcopy(model)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
@@ -104,7 +106,7 @@ class Int8Linear(nn.Module):
         return torch.ops.quantized.linear_unpack(self._packed)[0]
 
     def decode_weight_bytes(self) -> int:
-        """Bytes one decoded token reads: an int8 per weight, a float64 scale per row."""
+        """Bytes one decoded token reads: an int8 per weight, a scale and zero point per row."""
         return self.in_features * self.out_features + 8 * self.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,11 +117,12 @@ class Int8Linear(nn.Module):
 
 
 def int4_group_size(linear: nn.Linear, sizes: tuple[int, ...] = INT4_GROUP_SIZES) -> int | None:
-    """The first of ``sizes`` the int4 kernel can pack ``linear`` with, or None (it needs a
-    multiple of 16 output rows and of the group size input columns)."""
+    """The first of ``sizes`` the int4 kernel can pack ``linear`` with, or None: it takes no
+    bias, a multiple of 16 output rows, and input columns that the group size divides."""
     if linear.bias is not None or linear.out_features % 16:
         return None
-    return next((g for g in sizes if linear.in_features % g == 0), None)
+    usable = (g for g in sizes if g in INT4_KERNEL_GROUP_SIZES and linear.in_features % g == 0)
+    return next(usable, None)
 
 
 def quantize_int4_groups(
@@ -142,11 +145,12 @@ class Int4Linear(nn.Module):
     """``nn.Linear`` with four-bit weights for decoding and int8 ones for encoding.
 
     Decoding reads every weight once per token, so halving int8's bytes is the bigger lever:
-    ``_weight_int4pack_mm_for_cpu`` multiplies bf16 inputs by groups of 128 four-bit weights,
-    each group with a bf16 scale and offset (0.53 bytes per weight). It dequantises to bf16, so
-    it only wins on one row: fbgemm's int8 VNNI kernel is already as fast at two rows and 2.3×
-    faster at 16. The layer keeps int8 weights for those (memory, not bandwidth: each call
-    reads one of the two). The cached and the full forward pass may therefore round differently.
+    ``_weight_int4pack_mm_for_cpu`` multiplies bf16 inputs by groups of 128 four-bit weights
+    (64 or 32 where 128 does not divide the inputs), each group with a bf16 scale and offset:
+    0.53 bytes read per weight. It dequantises to bf16, so it only wins on one row: fbgemm's
+    int8 VNNI kernel is already as fast at two rows and 2.3× faster at 16. The layer keeps int8
+    weights for those, so it holds about 1.53 bytes per weight (each call reads one of the
+    two). The cached and the full forward pass may therefore round differently.
     """
 
     def __init__(
@@ -174,7 +178,7 @@ class Int4Linear(nn.Module):
         if x.numel() > self.max_int4_rows * self.in_features:
             return self.prefill(x)
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x.reshape(-1, self.in_features).bfloat16(),
+            x.reshape(-1, self.in_features).bfloat16().contiguous(),
             self._packed,
             self.group_size,
             self._scale_zero,
