@@ -5,12 +5,14 @@ Decoding one token reads every weight once, so its speed is set by bytes per wei
 weights times dynamically quantised activations through fbgemm's VNNI kernels, which also make
 the 1,000-token prefill fastest) and ``int4`` (about 0.53: groups of 128 four-bit weights with
 a bf16 scale and offset for decoding, the int8 kernels for encoding). ``bench/bench_generate.py``
-measures them all and the loss gap each costs on real text; ``DEFAULT_PRECISION`` is the winner.
+measures them all and the loss gap each costs on real text; ``DEFAULT_PRECISION`` is the winner
+on the kind of CPU it was measured on.
 """
 
 from __future__ import annotations
 
 import copy
+import platform
 import warnings
 from collections.abc import Callable
 
@@ -18,8 +20,17 @@ import torch
 from torch import nn
 
 PRECISIONS = ("fp32", "bf16", "int8", "int4")
-# Chosen by bench/bench_generate.py: see the table in bench/README.md.
-DEFAULT_PRECISION = "int4"
+
+
+def default_precision() -> str:
+    """The fastest precision that stays faithful, as bench/bench_generate.py measured it: int4
+    on x86 CPUs with AVX-512; int8 elsewhere, where the int4 kernel runs other code paths that
+    were not measured (Windows builds of torch compile its vector paths out)."""
+    avx512 = torch.backends.cpu.get_cpu_capability() == "AVX512"
+    return "int4" if avx512 and platform.system() != "Windows" else "int8"
+
+
+DEFAULT_PRECISION = default_precision()
 # Chosen by bench/bench_int4.py: decode speed and loss gap per group size, and where the int8
 # kernel overtakes the int4 one as rows are added.
 INT4_GROUP_SIZES = (128, 64, 32)  # weights sharing a scale and offset; the first that divides

@@ -11,6 +11,7 @@ from storytui.precision import (
     INT4_MAX_ROWS,
     Int4Linear,
     Int8Linear,
+    default_precision,
     int4_group_size,
     prepare_model,
     quantize_int4_groups,
@@ -122,3 +123,21 @@ def test_int4_decoding_stays_close_to_fp32() -> None:
         assert similarity > 0.99, (t, similarity)
     # the steps took the int4 kernel, not the int8 layers every Int4Linear also holds
     assert not any(torch.allclose(a, b) for a, b in zip(int4_steps, int8_steps, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("capability", "system", "expected"),
+    [
+        ("AVX512", "Linux", "int4"),
+        ("AVX512", "Darwin", "int4"),
+        ("AVX512", "Windows", "int8"),  # torch's Windows builds run the int4 kernel unvectorised
+        ("AVX2", "Linux", "int8"),  # the int4 kernel's AVX2 path was not measured
+        ("DEFAULT", "Linux", "int8"),
+    ],
+)
+def test_int4_is_the_default_only_where_it_was_measured(
+    monkeypatch, capability: str, system: str, expected: str
+) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr("storytui.precision.platform.system", lambda: system)
+    assert default_precision() == expected
