@@ -437,17 +437,30 @@ def _fmt(value, pattern: str) -> str:
 # ---------------------------------------------------------------------- loss gap
 
 
+def scoring_windows(tokenizer, text_file: Path, max_tokens: int, block: int):
+    """(ids, windows): the last ``max_tokens`` tokens of ``text_file`` (the book's end: least
+    likely to sit in a training sample) cut into block-sized windows of inputs plus targets."""
+    ids = tokenizer.encode(read_prose(text_file))[-max_tokens:]
+    windows = [ids[i : i + block + 1] for i in range(0, len(ids) - 1, block)]
+    return ids, [w for w in windows if len(w) > 1]
+
+
+def int4_kernel_everywhere(model) -> None:
+    """Make every ``Int4Linear`` use its decoding kernel on any number of rows (it encodes with
+    int8): what the loss-gap figures score."""
+    for layer in model.modules():
+        if isinstance(layer, Int4Linear):
+            layer.max_int4_rows = sys.maxsize
+
+
 def loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
     """Per-token loss and bits per byte of each precision over the tail of ``text_file``."""
     from storytui.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(checkpoint_dir)
     tokenizer = checkpoint.tokenizer
-    ids = tokenizer.encode(read_prose(text_file))
-    ids = ids[-max_tokens:]  # the book's end: least likely to sit in a training sample
     block = checkpoint.model.config.block_size
-    windows = [ids[i : i + block + 1] for i in range(0, len(ids) - 1, block)]
-    windows = [w for w in windows if len(w) > 1]
+    ids, windows = scoring_windows(tokenizer, text_file, max_tokens, block)
     n_bytes = len(tokenizer.decode(ids[1:]).encode("utf-8"))
     n_targets = sum(len(w) - 1 for w in windows)
     print(
@@ -462,9 +475,7 @@ def loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
     reference_loss = None
     for precision in PRECISIONS:
         model = prepare_model(copy.deepcopy(checkpoint.model), precision)
-        for layer in model.modules():  # int4 encodes with int8: score its decoding kernel
-            if isinstance(layer, Int4Linear):
-                layer.max_int4_rows = sys.maxsize
+        int4_kernel_everywhere(model)
         total, agree, tops = 0.0, 0, []
         with torch.inference_mode():
             for window in windows:

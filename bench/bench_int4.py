@@ -26,7 +26,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_report
-from bench_generate import STORY_SOURCE, read_prose, storytui_decode_tps
+from bench_generate import (
+    STORY_SOURCE,
+    int4_kernel_everywhere,
+    scoring_windows,
+    storytui_decode_tps,
+)
 
 from storytui.allocator import keep_freed_memory
 from storytui.model import PRESETS, StoryModel
@@ -91,10 +96,8 @@ def group_size_loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) 
     from storytui.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(checkpoint_dir)
-    ids = checkpoint.tokenizer.encode(read_prose(text_file))[-max_tokens:]
     block = checkpoint.model.config.block_size
-    windows = [ids[i : i + block + 1] for i in range(0, len(ids) - 1, block)]
-    windows = [w for w in windows if len(w) > 1]
+    _, windows = scoring_windows(checkpoint.tokenizer, text_file, max_tokens, block)
     n_targets = sum(len(w) - 1 for w in windows)
 
     def mean_loss(model) -> float:
@@ -113,9 +116,7 @@ def group_size_loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) 
     print("|---:|---:|---:|")
     for g in GROUP_SIZES:
         model = quantize_int4(checkpoint.model.float().eval(), (g,))
-        for layer in model.modules():
-            if isinstance(layer, Int4Linear):
-                layer.max_int4_rows = sys.maxsize
+        int4_kernel_everywhere(model)
         loss = mean_loss(model)
         print(f"| {g} | {loss:.4f} | {loss - reference:+.4f} |", flush=True)
 
