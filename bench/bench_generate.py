@@ -46,11 +46,12 @@ from _common import (
     read_bandwidth,
     weight_bytes,
 )
+from torch_int4 import quantize_torch_int4
 
 from storytui.allocator import keep_freed_memory
 from storytui.generation import DEFAULT_PRECISION, Generator
 from storytui.model import PRESETS, StoryModel
-from storytui.precision import PRECISIONS, Int4Linear, kv_cache_dtype, prepare_model
+from storytui.precision import PRECISIONS, kv_cache_dtype, prepare_model
 from storytui.sampling import PRESET_SETTINGS, SamplingSettings
 from storytui.tokenizer import load_tokenizer
 
@@ -387,8 +388,10 @@ def alternate(title: str, first, second, rounds: int, unit: str = "tok/s") -> No
 def _hf_precision(model, precision: str):
     if precision == "bf16":
         return model.to(torch.bfloat16)
-    if precision in ("int8", "int4"):  # the same layers as storytui's, so the same kernels
+    if precision == "int8":  # the same layers as storytui's, so the same kernels
         return prepare_model(model, precision)
+    if precision == "int4":  # torch's int4 kernel: the ONNX decoder is storytui's own
+        return quantize_torch_int4(model)
     return model
 
 
@@ -445,12 +448,12 @@ def scoring_windows(tokenizer, text_file: Path, max_tokens: int, block: int):
     return ids, [w for w in windows if len(w) > 1]
 
 
-def int4_kernel_everywhere(model) -> None:
-    """Make every ``Int4Linear`` use its decoding kernel on any number of rows (it encodes with
-    int8): what the loss-gap figures score."""
-    for layer in model.modules():
-        if isinstance(layer, Int4Linear):
-            layer.max_int4_rows = sys.maxsize
+def decoded_logits(model, inputs: torch.Tensor) -> torch.Tensor:
+    """Logits (1, T, vocab) of ``inputs`` fed one token at a time through the KV cache: the
+    path every generated token takes (for int4, the ONNX Runtime decoder)."""
+    cache = model.new_cache(1, dtype=torch.float32)
+    steps = [model(inputs[:, t : t + 1], cache=cache)[0] for t in range(inputs.shape[1])]
+    return torch.cat(steps, dim=1)
 
 
 def loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
@@ -475,13 +478,16 @@ def loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
     reference_loss = None
     for precision in PRECISIONS:
         model = prepare_model(copy.deepcopy(checkpoint.model), precision)
-        int4_kernel_everywhere(model)
         total, agree, tops = 0.0, 0, []
         with torch.inference_mode():
             for window in windows:
                 x = torch.tensor([window[:-1]])
                 y = torch.tensor([window[1:]])
-                logits, loss = model(x, y)
+                if precision == "int4":  # it decodes with int4 and encodes with int8
+                    logits = decoded_logits(model, x)
+                    loss = torch.nn.functional.cross_entropy(logits[0].float(), y[0])
+                else:
+                    logits, loss = model(x, y)
                 total += loss.item() * y.numel()
                 tops.append(logits[0].float().argmax(-1))
         if precision == "fp32":

@@ -1,14 +1,15 @@
-"""How int4 is set up: where its kernel beats int8's, and which group size to use.
+"""How int4 decoding is set up: its matrix kernel against the others, and which group size.
 
     .venv/bin/python bench/bench_int4.py                                  # about 2 minutes
     .venv/bin/python bench/bench_int4.py --loss-gap CHECKPOINT_DIR [...]  # plus the loss gaps
 
-1. The 37 matrices of the ``colab`` preset (random weights), multiplied by 1–128 input rows with
-   the int4 kernel and with the int8 one: the crossover sets ``INT4_MAX_ROWS``.
+1. The 37 matrices of the ``colab`` preset (random weights) times one input row, as a decoding
+   step multiplies them: ONNX Runtime's ``MatMulNBits`` (int4, int8 dot products; what storytui
+   decodes with), torch's int4 kernel, and fbgemm's int8 one.
 2. Greedy decode tokens/s of the ``colab`` model after an 824-token context with groups of 32,
    64 and 128 weights, alternated round by round; with ``--loss-gap``, each group size's loss
-   gap against fp32 on real text (the int4 kernel at every position). Together they set
-   ``INT4_GROUP_SIZES``.
+   gap against fp32 on real text, every token through the decoder. Together they set
+   ``storytui.onnx_decoder.GROUP_SIZES``.
 """
 
 from __future__ import annotations
@@ -20,62 +21,94 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_report
-from bench_generate import (
-    STORY_SOURCE,
-    int4_kernel_everywhere,
-    scoring_windows,
-    storytui_decode_tps,
-)
+from bench_generate import STORY_SOURCE, decoded_logits, scoring_windows, storytui_decode_tps
+from torch_int4 import TorchInt4Linear
 
 from storytui.allocator import keep_freed_memory
 from storytui.model import PRESETS, StoryModel
-from storytui.precision import Int4Linear, Int8Linear, prepare_model, quantize_int4
+from storytui.onnx_decoder import GraphBuilder, OnnxDecoder, new_session
+from storytui.precision import Int4Model, Int8Linear, prepare_model
 
 GROUP_SIZES = (32, 64, 128)
-ROWS = (1, 2, 3, 4, 8, 16, 128)
 
 
-def colab_linears(model: StoryModel) -> list[nn.Linear]:
-    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+def matrix_kernels(model: StoryModel, repeats: int = 15) -> None:
+    """Best time of the 37 one-row products, per kernel."""
+    from onnx import TensorProto, helper
 
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    builder = GraphBuilder()
+    widths = sorted({linear.in_features for linear in linears})
+    inputs = [helper.make_tensor_value_info(f"x{w}", TensorProto.FLOAT, [1, w]) for w in widths]
+    outputs = []
+    for i, linear in enumerate(linears):
+        builder.linear(f"x{linear.in_features}", linear.weight, f"y{i}")
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [1, None]))
+    session = new_session(builder.serialize("matrices", inputs, outputs))
+    feed = {f"x{w}": np.random.default_rng(0).standard_normal((1, w), np.float32) for w in widths}
+    torch_int4 = [TorchInt4Linear(linear, reduce_range=False) for linear in linears]
+    int8 = [Int8Linear(linear, reduce_range=False) for linear in linears]
+    rows = [torch.randn(1, 1, linear.in_features) for linear in linears]
 
-def kernel_crossover(model: StoryModel, repeats: int = 7) -> None:
-    linears = colab_linears(model)
-    int4 = [Int4Linear(linear) for linear in linears]
-    int8 = [Int8Linear(linear) for linear in linears]
-    for layer in int4:
-        layer.max_int4_rows = sys.maxsize  # the int4 kernel at every row count
-
-    def best_ms(layers, inputs) -> float:
+    def best_ms(run) -> float:
+        run()  # warm-up
         timings = []
         for _ in range(repeats):
             start = time.perf_counter()
-            for layer, x in zip(layers, inputs, strict=True):
-                layer(x)
+            run()
             timings.append(time.perf_counter() - start)
         return min(timings) * 1e3
 
-    print(f"\nall {len(linears)} matrices of the colab preset, best of {repeats} (ms):\n")
-    print("| input rows | int4 kernel | int8 kernel | int4 ÷ int8 |")
-    print("|---:|---:|---:|---:|")
+    def layers(chosen):
+        return lambda: [layer(x) for layer, x in zip(chosen, rows, strict=True)]
+
     with torch.inference_mode():
-        for rows in ROWS:
-            inputs = [torch.randn(1, rows, linear.in_features) for linear in linears]
-            best_ms(int4, inputs), best_ms(int8, inputs)  # warm-up
-            a, b = best_ms(int4, inputs), best_ms(int8, inputs)
-            print(f"| {rows} | {a:.2f} | {b:.2f} | {a / b:.2f} |", flush=True)
+        results = [
+            (
+                "ONNX Runtime MatMulNBits int4 (storytui)",
+                best_ms(lambda: session.run(None, feed)),
+                builder.matrix_bytes,
+            ),
+            (
+                "torch _weight_int4pack_mm_for_cpu",
+                best_ms(layers(torch_int4)),
+                sum(layer.decode_weight_bytes() for layer in torch_int4),
+            ),
+            (
+                "fbgemm int8 (quantized.linear_dynamic)",
+                best_ms(layers(int8)),
+                sum(layer.decode_weight_bytes() for layer in int8),
+            ),
+        ]
+    print(f"\nall {len(linears)} matrices of the colab preset times one row, best of {repeats}:\n")
+    print("| kernel | ms | MB read | GB/s |")
+    print("|---|---:|---:|---:|")
+    for name, ms, nbytes in results:
+        print(f"| {name} | {ms:.2f} | {nbytes / 1e6:.1f} | {nbytes / ms / 1e6:.1f} |")
+
+
+def int4_models(model: StoryModel) -> dict[int, Int4Model]:
+    """One ``Int4Model`` per group size (its decoder rebuilt with only that size)."""
+    models = {}
+    for g in GROUP_SIZES:
+        int4 = Int4Model(model)
+        int4.decoder = OnnxDecoder(model, group_sizes=(g,))
+        models[g] = int4
+    return models
 
 
 def group_size_speed(model: StoryModel, rounds: int, new_tokens: int) -> None:
     block = model.config.block_size
     prompt = torch.randint(0, model.config.vocab_size, (1, block - new_tokens))
-    models = {g: quantize_int4(model, (g,)) for g in GROUP_SIZES}
+    models = int4_models(model)
     rates: dict[int, list[float]] = {g: [] for g in GROUP_SIZES}
     with torch.inference_mode():
         for m in models.values():
@@ -86,10 +119,16 @@ def group_size_speed(model: StoryModel, rounds: int, new_tokens: int) -> None:
     print(f"\ndecode tok/s after {prompt.size(1)} tokens, {rounds} alternated rounds:\n")
     print("| group size | bytes per weight | tok/s per round | median |")
     print("|---:|---:|---|---:|")
-    for g in GROUP_SIZES:
-        per_weight = 0.5 + 4 / g
+    for g, m in models.items():
+        weights = (
+            sum(x.numel() for x in model.parameters() if x.dim() == 2) - model.embed.weight.numel()
+        )
+        weights += model.lm_head.weight.numel()
         rounds_text = ", ".join(f"{r:.1f}" for r in rates[g])
-        print(f"| {g} | {per_weight:.3f} | {rounds_text} | {statistics.median(rates[g]):.1f} |")
+        print(
+            f"| {g} | {m.decode_weight_bytes() / weights:.3f} | {rounds_text} "
+            f"| {statistics.median(rates[g]):.1f} |"
+        )
 
 
 def group_size_loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
@@ -100,24 +139,27 @@ def group_size_loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) 
     _, windows = scoring_windows(checkpoint.tokenizer, text_file, max_tokens, block)
     n_targets = sum(len(w) - 1 for w in windows)
 
-    def mean_loss(model) -> float:
+    def mean_loss(model, decoded: bool) -> float:
         total = 0.0
         with torch.inference_mode():
             for window in windows:
-                _, loss = model(torch.tensor([window[:-1]]), torch.tensor([window[1:]]))
+                x, y = torch.tensor([window[:-1]]), torch.tensor([window[1:]])
+                if decoded:
+                    loss = F.cross_entropy(decoded_logits(model, x)[0], y[0])
+                else:
+                    _, loss = model(x, y)
                 total += loss.item() * (len(window) - 1)
         return total / n_targets
 
-    reference = mean_loss(prepare_model(copy.deepcopy(checkpoint.model), "fp32"))
+    base = checkpoint.model.float().eval()
+    reference = mean_loss(prepare_model(copy.deepcopy(base), "fp32"), decoded=False)
     print(
         f"\n{checkpoint_dir.name} on {text_file.name}, {n_targets:,} tokens: fp32 {reference:.4f}"
     )
     print("| group size | loss (nats/token) | gap vs fp32 |")
     print("|---:|---:|---:|")
-    for g in GROUP_SIZES:
-        model = quantize_int4(checkpoint.model.float().eval(), (g,))
-        int4_kernel_everywhere(model)
-        loss = mean_loss(model)
+    for g, model in int4_models(base).items():
+        loss = mean_loss(model, decoded=True)
         print(f"| {g} | {loss:.4f} | {loss - reference:+.4f} |", flush=True)
 
 
@@ -134,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     torch.manual_seed(0)
     model = StoryModel(PRESETS["colab"].config(16384)).eval()
-    kernel_crossover(model)
+    matrix_kernels(model)
     group_size_speed(model, args.rounds, args.new_tokens)
     for checkpoint_dir in args.loss_gap:
         group_size_loss_gap(checkpoint_dir, args.text, args.loss_tokens)

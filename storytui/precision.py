@@ -12,7 +12,6 @@ on the kind of CPU it was measured on.
 from __future__ import annotations
 
 import copy
-import platform
 import warnings
 from collections.abc import Callable
 
@@ -24,18 +23,13 @@ PRECISIONS = ("fp32", "bf16", "int8", "int4")
 
 def default_precision() -> str:
     """The fastest precision that stays faithful, as bench/bench_generate.py measured it: int4
-    on x86 CPUs with AVX-512; int8 elsewhere, where the int4 kernel runs other code paths that
-    were not measured (Windows builds of torch compile its vector paths out)."""
+    on x86 CPUs with AVX-512; int8 elsewhere, where ONNX Runtime's int4 kernels run other code
+    paths (AVX2, Arm) that were not measured."""
     avx512 = torch.backends.cpu.get_cpu_capability() == "AVX512"
-    return "int4" if avx512 and platform.system() != "Windows" else "int8"
+    return "int4" if avx512 else "int8"
 
 
 DEFAULT_PRECISION = default_precision()
-# Chosen by bench/bench_int4.py: decode speed and loss gap per group size, and where the int8
-# kernel overtakes the int4 one as rows are added.
-INT4_GROUP_SIZES = (128, 64, 32)  # weights sharing a scale and offset; the first that divides
-INT4_MAX_ROWS = 1  # inputs with more rows (prefill, encode-ahead) take the int8 kernel
-INT4_KERNEL_GROUP_SIZES = (32, 64, 128, 256)  # what the kernel accepts
 
 
 def prepare_model(model: nn.Module, precision: str) -> nn.Module:
@@ -68,17 +62,12 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return _replace_linears(model, lambda linear: Int8Linear(linear, reduce_range))
 
 
-def quantize_int4(model: nn.Module, group_sizes: tuple[int, ...] = INT4_GROUP_SIZES) -> nn.Module:
-    """A copy whose ``nn.Linear`` layers become ``Int4Linear`` where the int4 kernel takes
-    them, else ``Int8Linear``: layers with a bias, and the seed models' 50,257-token head."""
-    reduce_range = not _has_vnni()
-
-    def convert(linear: nn.Linear) -> nn.Module:
-        if int4_group_size(linear, group_sizes) is None:
-            return Int8Linear(linear, reduce_range)
-        return Int4Linear(linear, reduce_range, group_sizes)
-
-    return _replace_linears(model, convert)
+def quantize_int4(model: nn.Module) -> nn.Module:
+    """An ``Int4Model`` of a storytui-architecture model; other architectures (the seed models)
+    get int8, which their decoding graph is not written for."""
+    if getattr(model.config, "arch", None) != "storytui":
+        return quantize_int8(model)
+    return Int4Model(model)
 
 
 def _replace_linears(model: nn.Module, convert: Callable[[nn.Linear], nn.Module]) -> nn.Module:
@@ -127,85 +116,45 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-def int4_group_size(linear: nn.Linear, sizes: tuple[int, ...] = INT4_GROUP_SIZES) -> int | None:
-    """The first of ``sizes`` the int4 kernel can pack ``linear`` with, or None: it takes no
-    bias, a multiple of 16 output rows, and input columns that the group size divides."""
-    if linear.bias is not None or linear.out_features % 16:
-        return None
-    usable = (g for g in sizes if g in INT4_KERNEL_GROUP_SIZES and linear.in_features % g == 0)
-    return next(usable, None)
+class Int4Model(nn.Module):
+    """A ``StoryModel`` that decodes with four-bit weights and encodes with int8 ones.
 
-
-def quantize_int4_groups(
-    weight: torch.Tensor, group_size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Round each group of ``group_size`` weights in a row to 16 levels between its min and max.
-
-    Returns the levels (int32, 0–15, shape of ``weight``), and each group's scale and minimum,
-    (rows, groups): weight ≈ level × scale + minimum.
-    """
-    rows, cols = weight.shape
-    groups = weight.float().reshape(rows, cols // group_size, group_size)
-    low = groups.amin(dim=-1, keepdim=True)
-    scale = ((groups.amax(dim=-1, keepdim=True) - low) / 15).clamp(min=1e-10)
-    levels = ((groups - low) / scale).round_().clamp_(0, 15).to(torch.int32)
-    return levels.reshape(rows, cols), scale.squeeze(-1), low.squeeze(-1)
-
-
-class Int4Linear(nn.Module):
-    """``nn.Linear`` with four-bit weights for decoding and int8 ones for encoding.
-
-    Decoding reads every weight once per token, so halving int8's bytes is the bigger lever:
-    ``_weight_int4pack_mm_for_cpu`` multiplies bf16 inputs by groups of 128 four-bit weights
-    (64 or 32 where 128 does not divide the inputs), each group with a bf16 scale and offset:
-    0.53 bytes read per weight. It dequantises to bf16, so it only wins on one row: fbgemm's
-    int8 VNNI kernel is already as fast at two rows and 2.3× faster at 16. The layer keeps int8
-    weights for those, so it holds about 1.53 bytes per weight (each call reads one of the
-    two). The cached and the full forward pass may therefore round differently.
+    Decoding one token reads every weight once, so its bytes per weight set its speed: the
+    ``OnnxDecoder`` runs the whole step in ONNX Runtime with about 0.56 bytes per weight (int4
+    groups of 128, int8 VNNI dot products). Encoding many tokens at once is bound by arithmetic
+    instead, where fbgemm's int8 kernels are fastest. Both write the same ``KVCache``. Memory
+    held: about 1.56 bytes per weight (each call reads one of the two copies), and the cached
+    and the full forward pass round differently.
     """
 
-    def __init__(
-        self,
-        linear: nn.Linear,
-        reduce_range: bool = True,
-        group_sizes: tuple[int, ...] = INT4_GROUP_SIZES,
-    ) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        group_size = int4_group_size(linear, group_sizes)
-        if group_size is None:
-            raise ValueError(f"no int4 packing for a {tuple(linear.weight.shape)} weight")
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.group_size = group_size
-        self.max_int4_rows = INT4_MAX_ROWS  # the loss-gap bench raises it to test int4 alone
-        levels, scale, low = quantize_int4_groups(linear.weight.detach(), group_size)
-        # the kernel's convention: weight = (level - 8) × scale + zero
-        zero = low + 8 * scale
-        self._packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1)
-        # (groups, rows, 2): scale and zero of each group of each row
-        self._scale_zero = torch.stack((scale.t(), zero.t()), dim=-1).contiguous().bfloat16()
-        self.prefill = Int8Linear(linear, reduce_range)
+        from storytui.onnx_decoder import OnnxDecoder
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() > self.max_int4_rows * self.in_features:
-            return self.prefill(x)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x.reshape(-1, self.in_features).bfloat16().contiguous(),
-            self._packed,
-            self.group_size,
-            self._scale_zero,
-        )
-        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        self.config = model.config
+        self.decoder = OnnxDecoder(model)
+        self.encoder = quantize_int8(model)
+
+    def new_cache(self, *args, **kwargs):
+        return self.encoder.new_cache(*args, **kwargs)
+
+    def forward(self, idx, targets=None, cache=None, last_only: bool = False):
+        if cache is None or targets is not None or idx.shape[1] != 1:
+            return self.encoder(idx, targets, cache, last_only)
+        if cache.length + 1 > self.config.block_size:
+            raise ValueError(
+                f"{cache.length + 1} tokens exceed the block size {self.config.block_size}"
+            )
+        logits = self.decoder.step(self.encoder.embed(idx), cache)
+        cache.length += 1
+        return logits, None
 
     def decode_weight_bytes(self) -> int:
-        """Bytes one decoded token reads: half a byte per weight, 4 per group (scale, zero)."""
-        groups = self.in_features // self.group_size
-        return self.in_features * self.out_features // 2 + 4 * groups * self.out_features
+        """Bytes one decoded token reads: the decoder's packed weights, scales and zero points."""
+        return self.decoder.weight_bytes
 
     def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"int4 (groups of {self.group_size}; int8 for more than {self.max_int4_rows} rows)"
-        )
+        return "int4 decoding (ONNX Runtime), int8 encoding (fbgemm)"
 
 
 def _has_vnni() -> bool:

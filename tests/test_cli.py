@@ -209,6 +209,9 @@ def _spawn(args: list[str], home: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        # a shell's background job starts with Ctrl-C ignored, and children inherit that:
+        # give the child the default disposition, as a terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
