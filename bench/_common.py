@@ -145,7 +145,7 @@ class TokenBytes:
 
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of matrix weights one decode step reads (quantised layers say what theirs read)."""
-    if hasattr(model, "decode_weight_bytes"):  # Int8Linear, Int4Linear
+    if hasattr(model, "decode_weight_bytes"):  # Int8Linear, Int4Model, TorchInt4Linear
         return model.decode_weight_bytes()
     if isinstance(model, nn.Embedding):  # a lookup reads one row
         return 0

@@ -34,7 +34,7 @@ from torch_int4 import TorchInt4Linear
 
 from storytui.allocator import keep_freed_memory
 from storytui.model import PRESETS, StoryModel
-from storytui.onnx_decoder import GraphBuilder, OnnxDecoder, new_session
+from storytui.onnx_decoder import GraphBuilder, new_session
 from storytui.precision import Int4Model, Int8Linear, prepare_model
 
 GROUP_SIZES = (32, 64, 128)
@@ -96,13 +96,8 @@ def matrix_kernels(model: StoryModel, repeats: int = 15) -> None:
 
 
 def int4_models(model: StoryModel) -> dict[int, Int4Model]:
-    """One ``Int4Model`` per group size (its decoder rebuilt with only that size)."""
-    models = {}
-    for g in GROUP_SIZES:
-        int4 = Int4Model(model)
-        int4.decoder = OnnxDecoder(model, group_sizes=(g,))
-        models[g] = int4
-    return models
+    """One ``Int4Model`` per group size (its decoder built with only that size)."""
+    return {g: Int4Model(model, group_sizes=(g,)) for g in GROUP_SIZES}
 
 
 def group_size_speed(model: StoryModel, rounds: int, new_tokens: int) -> None:

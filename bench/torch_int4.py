@@ -8,15 +8,12 @@ weights with a bf16 scale and offset, on one-row inputs, and fbgemm's int8 kerne
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
-from storytui.precision import Int8Linear, _has_vnni
+from storytui.precision import Int8Linear, _has_vnni, _replace_linears
 
-GROUP_SIZES = (128, 64, 32)  # the first that divides the inputs
-KERNEL_GROUP_SIZES = (32, 64, 128, 256)  # what the kernel accepts
+GROUP_SIZES = (128, 64, 32)  # the first that divides the inputs (the kernel's sizes)
 
 
 def group_size(linear: nn.Linear) -> int | None:
@@ -66,15 +63,11 @@ class TorchInt4Linear(nn.Module):
 def quantize_torch_int4(model: nn.Module) -> nn.Module:
     """A copy whose linear layers are ``TorchInt4Linear`` where the kernel takes them, else
     ``Int8Linear``."""
-    model = copy.deepcopy(model)
     reduce_range = not _has_vnni()
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear):
-                layer = (
-                    TorchInt4Linear(child, reduce_range)
-                    if group_size(child)
-                    else Int8Linear(child, reduce_range)
-                )
-                setattr(parent, name, layer)
-    return model
+
+    def convert(linear: nn.Linear) -> nn.Module:
+        if group_size(linear) is None:
+            return Int8Linear(linear, reduce_range)
+        return TorchInt4Linear(linear, reduce_range)
+
+    return _replace_linears(model, convert)

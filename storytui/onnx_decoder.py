@@ -17,7 +17,6 @@ stays in PyTorch (fbgemm's int8 kernels are faster there), and both write the sa
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,11 +163,9 @@ def build_decode_graph(
     eps = config.norm_eps
     graph = GraphBuilder(group_sizes, quantize)
     state = {name: tensor.detach().float() for name, tensor in model.state_dict().items()}
-    half = D // 2
-    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(half, dtype=torch.float32) / half))
-    angles = torch.outer(torch.arange(config.block_size, dtype=torch.float32), inv_freq)
-    graph.weight("cos", angles.cos().numpy())
-    graph.weight("sin", angles.sin().numpy())
+    half = D // 2  # the model's tables repeat each frequency in both halves, sin's first negated
+    graph.weight("cos", model.rope_cos[:, :half].float().numpy())
+    graph.weight("sin", model.rope_sin[:, half:].float().numpy())
     graph.weight("halves", np.array([config.mlp_hidden, config.mlp_hidden], np.int64))
 
     def tensor(name, dtype, shape):
@@ -279,7 +276,8 @@ class OnnxDecoder:
         graph, self.weight_bytes = build_decode_graph(model, group_sizes, quantize)
         self.session = new_session(graph, threads)
         self._binding = None
-        self._bound: weakref.ref[KVCache] | None = None
+        self._buffers: _StepBuffers | None = None
+        self._bound_to: tuple[int, ...] = ()
 
     def step(self, hidden: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Logits (batch, 1, vocab) after appending the embedded tokens ``hidden`` (batch, 1,
@@ -288,23 +286,35 @@ class OnnxDecoder:
             raise ValueError("the ONNX decoder takes one token per step")
         if cache.length >= cache.max_len:
             raise ValueError(f"the KV cache is full ({cache.max_len} tokens)")
-        if self._bound is None or self._bound() is not cache:
+        if self._binding is None or self._bound_to != _cache_memory(cache):
             self._bind(cache)
-        if hidden.shape[0] != self._hidden.shape[0]:
-            raise ValueError(f"{hidden.shape[0]} rows for a cache of {self._hidden.shape[0]}")
-        self._hidden.copy_(hidden)
-        self._seqlens_k.fill(cache.length)  # the new token's position
-        self._total_length.fill(cache.length + 1)
+        buffers = self._buffers
+        if hidden.shape[0] != buffers.hidden.shape[0]:
+            raise ValueError(f"{hidden.shape[0]} rows for a cache of {buffers.hidden.shape[0]}")
+        buffers.hidden.copy_(hidden)
+        buffers.seqlens_k.fill(cache.length)  # the new token's position
+        buffers.total_length.fill(cache.length + 1)
         self.session.run_with_iobinding(self._binding)
-        return self._logits.clone()
+        return buffers.logits.clone()
 
     def _bind(self, cache: KVCache) -> None:
+        """Bind a step's inputs and outputs: fresh buffers, and the cache tensors in place.
+
+        Everything is checked and built before it replaces the old binding, so a refused cache
+        leaves the previous one intact.
+        """
+        tensors = [*cache.keys, *cache.values]
+        if any(t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
+            raise ValueError("the ONNX decoder needs a contiguous fp32 KV cache")
         config = self.config
         batch = cache.keys[0].shape[0]
-        self._hidden = torch.empty(batch, 1, config.n_embd)
-        self._logits = torch.empty(batch, 1, config.vocab_size)
-        self._seqlens_k = np.zeros(batch, np.int32)
-        self._total_length = np.zeros((), np.int32)
+        with torch.inference_mode(False):  # written in place under any grad mode
+            buffers = _StepBuffers(
+                hidden=torch.empty(batch, 1, config.n_embd),
+                logits=torch.empty(batch, 1, config.vocab_size),
+                seqlens_k=np.zeros(batch, np.int32),
+                total_length=np.zeros((), np.int32),
+            )
         binding = self.session.io_binding()
 
         def bind(name: str, array, dtype, output: bool = False) -> None:
@@ -312,15 +322,28 @@ class OnnxDecoder:
             bind_to = binding.bind_output if output else binding.bind_input
             bind_to(name, "cpu", 0, dtype, list(array.shape), pointer)
 
-        bind("hidden", self._hidden, np.float32)
-        bind("seqlens_k", self._seqlens_k, np.int32)
-        bind("total_length", self._total_length, np.int32)
-        bind("logits", self._logits, np.float32, output=True)
+        bind("hidden", buffers.hidden, np.float32)
+        bind("seqlens_k", buffers.seqlens_k, np.int32)
+        bind("total_length", buffers.total_length, np.int32)
+        bind("logits", buffers.logits, np.float32, output=True)
         for i in range(config.n_layer):
-            for kind, tensors in (("key", cache.keys), ("value", cache.values)):
-                if tensors[i].dtype != torch.float32 or not tensors[i].is_contiguous():
-                    raise ValueError("the ONNX decoder needs a contiguous fp32 KV cache")
-                bind(f"past_{kind}_{i}", tensors[i], np.float32)
-                bind(f"present_{kind}_{i}", tensors[i], np.float32, output=True)
-        self._binding = binding
-        self._bound = weakref.ref(cache)
+            for kind, layers in (("key", cache.keys), ("value", cache.values)):
+                bind(f"past_{kind}_{i}", layers[i], np.float32)
+                bind(f"present_{kind}_{i}", layers[i], np.float32, output=True)
+        self._binding, self._buffers = binding, buffers
+        self._bound_to = _cache_memory(cache)
+
+
+@dataclass(frozen=True)
+class _StepBuffers:
+    """What a step reads and writes besides the cache, at addresses bound once."""
+
+    hidden: torch.Tensor
+    logits: torch.Tensor
+    seqlens_k: np.ndarray
+    total_length: np.ndarray
+
+
+def _cache_memory(cache: KVCache) -> tuple[int, ...]:
+    """Where a cache's tensors live: a binding is valid while these are unchanged."""
+    return tuple(t.data_ptr() for t in (*cache.keys, *cache.values))

@@ -3,8 +3,8 @@
 Decoding one token reads every weight once, so its speed is set by bytes per weight:
 ``fp32`` (4, the reference), ``bf16`` (2; AVX512-BF16 matmuls), ``int8`` (1; per-channel int8
 weights times dynamically quantised activations through fbgemm's VNNI kernels, which also make
-the 1,000-token prefill fastest) and ``int4`` (about 0.53: groups of 128 four-bit weights with
-a bf16 scale and offset for decoding, the int8 kernels for encoding). ``bench/bench_generate.py``
+the 1,000-token prefill fastest) and ``int4`` (0.535: groups of 128 four-bit weights with a
+float scale and a four-bit zero point, decoded through ONNX Runtime; the int8 kernels encode). ``bench/bench_generate.py``
 measures them all and the loss gap each costs on real text; ``DEFAULT_PRECISION`` is the winner
 on the kind of CPU it was measured on.
 """
@@ -63,11 +63,28 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 def quantize_int4(model: nn.Module) -> nn.Module:
-    """An ``Int4Model`` of a storytui-architecture model; other architectures (the seed models)
-    get int8, which their decoding graph is not written for."""
-    if getattr(model.config, "arch", None) != "storytui":
+    """An ``Int4Model`` where the decoding graph can run the model, else int8: other
+    architectures (the seed models), widths no int4 group size divides, or an install without
+    ONNX Runtime (a dependency, so only a broken one)."""
+    if not _int4_decodable(model):
         return quantize_int8(model)
     return Int4Model(model)
+
+
+def _int4_decodable(model: nn.Module) -> bool:
+    from storytui.onnx_decoder import GROUP_SIZES
+
+    if getattr(model.config, "arch", None) != "storytui":
+        return False
+    widths = {m.in_features for m in model.modules() if isinstance(m, nn.Linear)}
+    if any(all(width % size for size in GROUP_SIZES) for width in widths):
+        return False
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _replace_linears(model: nn.Module, convert: Callable[[nn.Linear], nn.Module]) -> nn.Module:
@@ -120,19 +137,20 @@ class Int4Model(nn.Module):
     """A ``StoryModel`` that decodes with four-bit weights and encodes with int8 ones.
 
     Decoding one token reads every weight once, so its bytes per weight set its speed: the
-    ``OnnxDecoder`` runs the whole step in ONNX Runtime with about 0.56 bytes per weight (int4
+    ``OnnxDecoder`` runs the whole step in ONNX Runtime with 0.535 bytes per weight (int4
     groups of 128, int8 VNNI dot products). Encoding many tokens at once is bound by arithmetic
     instead, where fbgemm's int8 kernels are fastest. Both write the same ``KVCache``. Memory
-    held: about 1.56 bytes per weight (each call reads one of the two copies), and the cached
-    and the full forward pass round differently.
+    held: about 1.54 bytes per weight (each call reads one of the two copies), and the cached
+    and the full forward pass round differently. Not copyable: build another from the source
+    model instead.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, group_sizes: tuple[int, ...] | None = None) -> None:
         super().__init__()
-        from storytui.onnx_decoder import OnnxDecoder
+        from storytui.onnx_decoder import GROUP_SIZES, OnnxDecoder
 
         self.config = model.config
-        self.decoder = OnnxDecoder(model)
+        self.decoder = OnnxDecoder(model, group_sizes=group_sizes or GROUP_SIZES)
         self.encoder = quantize_int8(model)
 
     def new_cache(self, *args, **kwargs):

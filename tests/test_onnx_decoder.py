@@ -111,13 +111,17 @@ def test_int4_steps_follow_the_rounded_weights() -> None:
         ours, theirs = rounded.new_cache(), rounded.new_cache()
         rounded(ids[:, :8], cache=ours)
         rounded(ids[:, :8], cache=theirs)
+        unrounded = model.new_cache()
+        model(ids[:, :8], cache=unrounded)
         for t in range(8, 16):
             expected, _ = rounded(ids[:, t : t + 1], cache=theirs)
             got = decoder.step(rounded.embed(ids[:, t : t + 1]), ours)[0, -1]
             ours.length += 1
-            assert torch.cosine_similarity(got, expected[0, -1], dim=0) > 0.9999
-            exact_fp32 = model(ids[:, t : t + 1], cache=model.new_cache())[0]  # sanity: differs
-            assert not torch.allclose(got, exact_fp32[0, -1], atol=1e-5)
+            exact, _ = model(ids[:, t : t + 1], cache=unrounded)
+            to_rounded = torch.cosine_similarity(got, expected[0, -1], dim=0)
+            to_exact = torch.cosine_similarity(got, exact[0, -1], dim=0)
+            assert to_rounded > 0.9999
+            assert to_rounded > to_exact  # it follows the four-bit weights, not the originals
 
 
 def test_encoder_and_decoder_take_turns_on_one_cache() -> None:
@@ -164,9 +168,35 @@ def test_the_decoder_refuses_what_it_cannot_run() -> None:
         decoder.step(torch.zeros(1, 2, GQA.n_embd), model.new_cache())
     with pytest.raises(ValueError, match="fp32 KV cache"):
         decoder.step(torch.zeros(1, 1, GQA.n_embd), model.new_cache(dtype=torch.bfloat16))
+    good = model.new_cache()
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, dtype=torch.long), cache=good)
+        before = decoder.step(model.embed(torch.tensor([[7]])), good)
+        with pytest.raises(ValueError, match="fp32 KV cache"):
+            decoder.step(torch.zeros(1, 1, GQA.n_embd), model.new_cache(dtype=torch.bfloat16))
+        after = decoder.step(model.embed(torch.tensor([[7]])), good)  # still bound to `good`
+    assert torch.equal(before, after)
     full = model.new_cache(max_len=4)
     full.length = 4
     with pytest.raises(ValueError, match="cache is full"):
         decoder.step(torch.zeros(1, 1, GQA.n_embd), full)
     with pytest.raises(ValueError, match="2 rows"):
         decoder.step(torch.zeros(2, 1, GQA.n_embd), model.new_cache())
+
+
+def test_a_cache_whose_tensors_are_replaced_is_bound_again() -> None:
+    model = _model()
+    decoder = OnnxDecoder(model, quantize=False)
+    token = torch.tensor([[11]])
+    with torch.inference_mode():
+        cache = model.new_cache()
+        model(torch.arange(5).view(1, 5), cache=cache)
+        first = decoder.step(model.embed(token), cache)
+        cache.keys = [k.clone() for k in cache.keys]  # the old tensors are freed
+        cache.values = [v.clone() for v in cache.values]
+        again = decoder.step(model.embed(token), cache)
+        for k in cache.keys:
+            k.zero_()  # the graph must read the new tensors: zeroed keys change the result
+        zeroed = decoder.step(model.embed(token), cache)
+    assert torch.allclose(first, again, atol=1e-6)
+    assert not torch.allclose(first, zeroed, atol=1e-3)

@@ -58,6 +58,17 @@ def test_int4_reads_about_half_a_byte_per_weight() -> None:
     assert per_weight == pytest.approx(0.5 + 4 / 128 + 0.5 / 128)  # levels, scale, zero point
 
 
+def test_int4_falls_back_to_int8_where_the_graph_cannot_run(monkeypatch) -> None:
+    odd = ModelConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=40, mlp_hidden=72)
+    model = prepare_model(_model(odd), "int4")  # 40 and 72 inputs: no int4 group size divides
+    assert not isinstance(model, Int4Model)
+    assert isinstance(model.blocks[0].mlp.down, Int8Linear)
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # a broken install
+    model = prepare_model(_model(), "int4")
+    assert not isinstance(model, Int4Model)
+    assert isinstance(model.lm_head, Int8Linear)
+
+
 def test_other_architectures_get_int8_at_int4() -> None:
     from storytui.seed_model import SeedModel
 
