@@ -4,9 +4,9 @@ Decoding one token reads every weight once, so its speed is set by bytes per wei
 ``fp32`` (4, the reference), ``bf16`` (2; AVX512-BF16 matmuls), ``int8`` (1; per-channel int8
 weights times dynamically quantised activations through fbgemm's VNNI kernels, which also make
 the 1,000-token prefill fastest) and ``int4`` (0.535: groups of 128 four-bit weights with a
-float scale and a four-bit zero point, decoded through ONNX Runtime; the int8 kernels encode). ``bench/bench_generate.py``
-measures them all and the loss gap each costs on real text; ``DEFAULT_PRECISION`` is the winner
-on the kind of CPU it was measured on.
+float scale and a four-bit zero point, decoded through ONNX Runtime; the int8 kernels encode).
+``bench/bench_generate.py`` measures them all and the loss gap each costs on real text;
+``DEFAULT_PRECISION`` is the winner on the kind of CPU it was measured on.
 """
 
 from __future__ import annotations
