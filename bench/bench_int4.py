@@ -114,11 +114,8 @@ def group_size_speed(model: StoryModel, rounds: int, new_tokens: int) -> None:
     print(f"\ndecode tok/s after {prompt.size(1)} tokens, {rounds} alternated rounds:\n")
     print("| group size | bytes per weight | tok/s per round | median |")
     print("|---:|---:|---|---:|")
+    weights = sum(x.numel() for x in model.parameters() if x.dim() == 2)  # the head is tied
     for g, m in models.items():
-        weights = (
-            sum(x.numel() for x in model.parameters() if x.dim() == 2) - model.embed.weight.numel()
-        )
-        weights += model.lm_head.weight.numel()
         rounds_text = ", ".join(f"{r:.1f}" for r in rates[g])
         print(
             f"| {g} | {m.decode_weight_bytes() / weights:.3f} | {rounds_text} "
