@@ -23,6 +23,19 @@ def storytui_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def exact_numerics(monkeypatch) -> None:
+    """Generators made without a precision run in fp32 during tests.
+
+    The default depends on the CPU (int4 on AVX-512, int8 elsewhere) and quantised rounding on
+    the path that filled the KV cache (a token decoded alone and the same token encoded in a
+    chunk round differently), so tests that compare the app's text with a fresh generation, or
+    with a picture, would depend on the machine and on timing. Tests about the precisions ask
+    for theirs by name.
+    """
+    monkeypatch.setattr("storytui.session.DEFAULT_PRECISION", "fp32")
+
+
 def make_tiny_checkpoint(
     directory: Path,
     *,

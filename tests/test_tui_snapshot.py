@@ -1,14 +1,12 @@
 """Pictures of the main screens (pytest-textual-snapshot); update with --snapshot-update.
 
-Everything on screen is fixed: the terminal size, the story, the model (tiny, seeded), no clock
+Everything on screen is fixed: the terminal size, the story, the model (tiny, seeded, fp32), no clock
 and no blinking cursor. The one measured number, tokens per second, is pinned before the shot.
 """
 
 from __future__ import annotations
 
 import dataclasses
-
-import pytest
 
 from tests.tui_pilot import continue_story, new_app, use_sampling, wait_ready
 
@@ -18,13 +16,6 @@ STORY = (
     "anyway, polished the brass, and wrote the weather in a book nobody would read.\n\n"
     "On the twelfth winter, a light answered hers."
 )
-
-
-@pytest.fixture(autouse=True)
-def int8_everywhere(monkeypatch):
-    """One precision on every CPU: the default depends on the CPU, and int4's rounding on the
-    ONNX Runtime release, which would change the sampled text in the pictures."""
-    monkeypatch.setattr("storytui.session.DEFAULT_PRECISION", "int8")
 
 
 def story_file(tmp_path):
