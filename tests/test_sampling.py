@@ -18,6 +18,7 @@ from storytui.sampling import (
     apply_top_k,
     apply_top_p,
     choose_token,
+    draw,
 )
 
 
@@ -45,18 +46,57 @@ def test_top_p_keeps_smallest_set_reaching_p() -> None:
     assert kept(apply_top_p(logits, 1.0)) == {0, 1, 2, 3}
 
 
-@pytest.mark.parametrize("spread", [0.3, 1.0, 4.0])
+def large_vocabulary_logits(shape: str) -> torch.Tensor:
+    """16K logits: gaussian with a spread (``"gauss:4"``), or one token far above a flat tail."""
+    if shape == "peak-over-tail":
+        logits = torch.randn(16384, generator=torch.Generator().manual_seed(7)) * 0.01
+        logits[123] = 12.0  # p ≈ 0.91; each tail token ≈ e^-12 of it, below both thresholds
+        return logits
+    spread = float(shape.split(":")[1])
+    return torch.randn(16384, generator=torch.Generator().manual_seed(7)) * spread
+
+
+SHAPES = ["gauss:0.3", "gauss:1", "gauss:4", "gauss:12", "peak-over-tail"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("p", [0.3, 0.9, 0.99])
-def test_top_p_matches_a_full_sort_on_large_vocabularies(spread: float, p: float) -> None:
-    """The nucleus search (a topk head, else a numpy sort) must keep what a full torch sort and
-    cumulative sum keep, for peaked and for flat distributions (flat ones need thousands)."""
-    logits = torch.randn(16384, generator=torch.Generator().manual_seed(7)) * spread
+def test_top_p_matches_a_full_sort_on_large_vocabularies(shape: str, p: float) -> None:
+    """The nucleus search (sorting only the tokens above a threshold, lowered until their mass
+    reaches p) must keep what a full torch sort and cumulative sum keep."""
+    logits = large_vocabulary_logits(shape)
     probs = torch.softmax(logits, dim=-1)
     sorted_probs, order = torch.sort(probs, descending=True)
     before = sorted_probs.cumsum(0) - sorted_probs
     expected = set(order[before < p].tolist())
     assert kept(apply_top_p(logits, p)) == expected
-    assert len(expected) > 64 or spread > 1  # the flat cases do exercise the widening
+
+
+def test_top_p_search_takes_each_threshold() -> None:
+    """The cases above reach each branch of the search: the nucleus within the first threshold
+    (2^-8 of the top probability), within the second (2^-16) only, and beyond both."""
+    reached = set()
+    for shape in SHAPES:
+        sorted_probs = torch.softmax(large_vocabulary_logits(shape), dim=-1).sort().values.flip(0)
+        for p in (0.3, 0.9, 0.99):
+            floor = sorted_probs[int((sorted_probs.cumsum(0) - sorted_probs < p).sum()) - 1]
+            ratio = float(floor / sorted_probs[0])
+            reached.add(0 if ratio >= 2**-8 else 1 if ratio >= 2**-16 else 2)
+    assert reached == {0, 1, 2}
+
+
+def test_draw_is_torch_multinomial() -> None:
+    """Same generator state, same id as ``torch.multinomial``, and the same random numbers used
+    (the next draw agrees too), for peaked, flat and mostly masked distributions."""
+    source = torch.Generator().manual_seed(0)
+    for case in range(300):
+        logits = torch.randn(16384, generator=source) * (case % 6)
+        if case % 3 == 0:  # what top-p / min-p leave: a few survivors
+            logits[torch.rand(16384, generator=source) < 0.999] = -math.inf
+        probs = torch.softmax(logits, dim=-1)
+        ours, theirs = torch.Generator().manual_seed(case), torch.Generator().manual_seed(case)
+        for _ in range(3):
+            assert draw(probs, ours) == int(torch.multinomial(probs, 1, generator=theirs))
 
 
 def test_top_p_keeps_tokens_tied_with_the_last_one_kept() -> None:
