@@ -1,0 +1,116 @@
+"""What choosing a token costs: storytui's sampler against the textbook torch processors.
+
+    .venv/bin/python bench/bench_sampling.py [--model DIR] [--tokens N]
+
+Every generated token passes through ``choose_token`` (repetition penalty, temperature, top-p,
+min-p, a seeded draw). The peer is the usual way to write the same chain in torch, as Hugging
+Face's logits warpers do: ``torch.sort`` and ``cumsum`` for top-p, a boolean mask for min-p,
+gather/scatter for the penalty, ``torch.multinomial`` for the draw. Both run on the same logits
+with the same seeds, alternated round by round, and must choose the same tokens.
+
+The logits are a trained model's own over real prose (the bundled model and Moby-Dick when
+present, else a random ``tiny`` model over random tokens: a flat distribution, the worst case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import machine_report
+from storytui.sampling import PRESET_SETTINGS, SamplerState, SamplingSettings, choose_token
+
+BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "models" / "default"
+PROSE = Path(__file__).resolve().parent.parent.parent / "shared/data/gutenberg/pg2701-moby-dick.txt"
+
+
+def textbook_choose(logits: torch.Tensor, settings: SamplingSettings, state: SamplerState) -> int:
+    """The same chain in plain torch (the peer)."""
+    seen = torch.tensor(sorted(set(state.history[-settings.repetition_window :])))
+    scores = logits.gather(0, seen)
+    scores = torch.where(
+        scores > 0, scores / settings.repetition_penalty, scores * settings.repetition_penalty
+    )
+    logits = logits.scatter(0, seen, scores) / settings.temperature
+    sorted_logits, order = torch.sort(logits, descending=True)
+    probs = sorted_logits.softmax(-1)
+    before = probs.double().cumsum(0) - probs
+    drop_sorted = before >= settings.top_p
+    drop_sorted &= probs < probs[int((~drop_sorted).sum()) - 1]  # ties with the last kept stay
+    logits = logits.masked_fill(drop_sorted.scatter(0, order, drop_sorted), -math.inf)
+    probs = logits.softmax(-1)
+    logits = logits.masked_fill(probs < settings.min_p * probs.max(), -math.inf)
+    return int(torch.multinomial(logits.softmax(-1), 1, generator=state.generator))
+
+
+def real_logits(model_dir: Path, count: int) -> tuple[list[torch.Tensor], list[int], str]:
+    """``count`` rows of next-token logits and the token ids they follow."""
+    from storytui.checkpoint import load_checkpoint
+
+    if model_dir.exists() and PROSE.exists():
+        checkpoint = load_checkpoint(model_dir)
+        ids = checkpoint.tokenizer.encode(PROSE.read_text(errors="replace")[60_000:80_000])
+        source = f"{model_dir.name} model on Moby-Dick"
+        model = checkpoint.model
+    else:
+        from storytui.model import PRESETS, StoryModel
+
+        torch.manual_seed(0)
+        model = StoryModel(PRESETS["tiny"].config(16384))
+        ids = torch.randint(0, 16000, (count + 300,)).tolist()
+        source = "random tiny model on random tokens (flat)"
+    block = model.config.block_size
+    ids = ids[: min(len(ids), block)]
+    with torch.inference_mode():
+        logits = model.eval()(torch.tensor([ids]))[0][0].float()
+    start = max(0, len(ids) - count)
+    return [logits[i].clone() for i in range(start, len(ids))], ids, source
+
+
+def run(choose, rows, ids, settings, seed) -> tuple[float, list[int]]:
+    state = SamplerState(generator=torch.Generator().manual_seed(seed))
+    picked = []
+    started = time.perf_counter()
+    for i, row in enumerate(rows):
+        state.history = ids[: len(ids) - len(rows) + i]
+        picked.append(choose(row, settings, state))
+    return (time.perf_counter() - started) / len(rows), picked
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=BUNDLED)
+    parser.add_argument("--tokens", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    print("\n".join(machine_report()))
+    rows, ids, source = real_logits(args.model, args.tokens)
+    print(f"logits: {len(rows)} positions of the {source}")
+    print()
+    print("| settings | storytui µs/token | textbook torch µs/token | ratio | same tokens |")
+    print("|---|---:|---:|---:|---:|")
+    for name in ("balanced", "focused", "creative"):
+        settings = PRESET_SETTINGS[name].with_changes(dry_multiplier=0.0)
+        ours, theirs, same = [], [], 0
+        for round_ in range(args.rounds):
+            seconds, ours_picked = run(choose_token, rows, ids, settings, round_)
+            ours.append(seconds)
+            seconds, their_picked = run(textbook_choose, rows, ids, settings, round_)
+            theirs.append(seconds)
+            same += sum(a == b for a, b in zip(ours_picked, their_picked, strict=True))
+        a, b = statistics.median(ours) * 1e6, statistics.median(theirs) * 1e6
+        print(
+            f"| {name} | {a:.0f} | {b:.0f} | {b / a:.2f}× | {same / (len(rows) * args.rounds):.1%} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
