@@ -23,13 +23,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench._common import machine_report
+from _common import machine_report
+from bench_generate import STORY_SOURCE, read_prose
+
 from storytui.sampling import PRESET_SETTINGS, SamplerState, SamplingSettings, choose_token
 
 BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "models" / "default"
-PROSE = Path(__file__).resolve().parent.parent.parent / "shared/data/gutenberg/pg2701-moby-dick.txt"
 
 
 def textbook_choose(logits: torch.Tensor, settings: SamplingSettings, state: SamplerState) -> int:
@@ -55,9 +56,9 @@ def real_logits(model_dir: Path, count: int) -> tuple[list[torch.Tensor], list[i
     """``count`` rows of next-token logits and the token ids they follow."""
     from storytui.checkpoint import load_checkpoint
 
-    if model_dir.exists() and PROSE.exists():
+    if model_dir.exists() and STORY_SOURCE.exists():
         checkpoint = load_checkpoint(model_dir)
-        ids = checkpoint.tokenizer.encode(PROSE.read_text(errors="replace")[60_000:80_000])
+        ids = checkpoint.tokenizer.encode(read_prose(STORY_SOURCE)[60_000:80_000])
         source = f"{model_dir.name} model on Moby-Dick"
         model = checkpoint.model
     else:
@@ -67,8 +68,7 @@ def real_logits(model_dir: Path, count: int) -> tuple[list[torch.Tensor], list[i
         model = StoryModel(PRESETS["tiny"].config(16384))
         ids = torch.randint(0, 16000, (count + 300,)).tolist()
         source = "random tiny model on random tokens (flat)"
-    block = model.config.block_size
-    ids = ids[: min(len(ids), block)]
+    ids = ids[: model.config.block_size]
     with torch.inference_mode():
         logits = model.eval()(torch.tensor([ids]))[0][0].float()
     start = max(0, len(ids) - count)

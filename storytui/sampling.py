@@ -191,14 +191,20 @@ def nucleus_floor(probs: np.ndarray, p: float) -> float:
     rank order, so every threshold finds the floor a full sort would.
     """
     top = float(probs.max())
-    for guess in (*_NUCLEUS_GUESSES, 0.0):
-        candidates = probs[probs >= top * guess] if guess else probs
-        ranked = np.sort(candidates)[::-1]
-        cumulative = np.cumsum(ranked, dtype=np.float64)
-        if cumulative[-1] >= p or not guess:
-            # a token stays if the mass before it is still short of p (the first always stays)
-            return float(ranked[int(np.count_nonzero(cumulative - ranked < p)) - 1])
-    raise AssertionError("unreachable: the last guess takes every token")
+    for guess in _NUCLEUS_GUESSES:
+        ranked, cumulative = _ranked_mass(probs[probs >= top * guess])
+        if cumulative[-1] >= p:
+            break
+    else:
+        ranked, cumulative = _ranked_mass(probs)
+    # a token stays if the mass before it is still short of p (the first always stays)
+    return float(ranked[int(np.count_nonzero(cumulative - ranked < p)) - 1])
+
+
+def _ranked_mass(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``probs`` from most to least likely, and their running total in float64."""
+    ranked = np.sort(probs)[::-1]
+    return ranked, np.cumsum(ranked, dtype=np.float64)
 
 
 def apply_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
@@ -261,8 +267,9 @@ def draw(probs: torch.Tensor, generator: torch.Generator) -> int:
     ``torch.multinomial`` races exponential variates, ``argmax(p / q)`` with one ``q`` per id,
     each ``-log1p(-u)`` of a float64 uniform ``u``; its serial exponential sampler takes ~0.4 ms
     at 16K ids. The same uniforms come from ``torch.rand`` (vectorised), and only the ids still
-    in the running need their ``q`` (numpy: torch's indexing costs more than the arithmetic). Drawing one number per id, not per survivor, keeps the
-    random stream in step whatever survives: a logit differing in its last bit (a cached
+    in the running need their ``q`` (numpy: torch's indexing costs more than the arithmetic).
+    Drawing one number per id, not per survivor, keeps the random stream in step whatever
+    survives: a logit differing in its last bit (a cached
     against a fresh encoding) cannot shift the tokens after it, and a seed gives the original
     lecture loop's tokens (``tests/test_sampling.py`` checks the equality with
     ``torch.multinomial`` itself).

@@ -1,7 +1,7 @@
 """Pictures of the main screens (pytest-textual-snapshot); update with --snapshot-update.
 
-Everything on screen is fixed: the terminal size, the story, the model (tiny, seeded, fp32), no clock
-and no blinking cursor. The one measured number, tokens per second, is pinned before the shot.
+Everything on screen is fixed: the terminal size, the story, the model (tiny, seeded, fp32), no
+clock and no blinking cursor. The one measured number, tokens per second, is pinned before the shot.
 """
 
 from __future__ import annotations
