@@ -87,6 +87,36 @@ def test_last_only_gives_final_position(model: StoryModel) -> None:
     torch.testing.assert_close(last[:, 0], full[:, -1], atol=CACHE_TOLERANCE, rtol=0)
 
 
+def test_last_only_prefill_still_fills_the_whole_cache(model: StoryModel) -> None:
+    # the last block finishes only the final position, but every position's keys and values
+    # must reach the cache: the logits after it, one token or a chunk, equal a full recompute
+    ids = torch.randint(0, 500, (2, 50))
+    full, _ = model(ids)
+    cache = model.new_cache(batch=2)
+    first, _ = model(ids[:, :30], cache=cache, last_only=True)
+    one, _ = model(ids[:, 30:31], cache=cache, last_only=True)
+    chunk, _ = model(ids[:, 31:50], cache=cache, last_only=True)
+    assert cache.length == 50 and chunk.shape == (2, 1, 500)
+    for got, position in ((first, 29), (one, 30), (chunk, 49)):
+        torch.testing.assert_close(got[:, 0], full[:, position], atol=CACHE_TOLERANCE, rtol=0)
+    reference = model.new_cache(batch=2)
+    model(ids, cache=reference)
+    for layer in range(model.config.n_layer):
+        torch.testing.assert_close(cache.keys[layer][:, :, :50], reference.keys[layer][:, :, :50])
+        torch.testing.assert_close(
+            cache.values[layer][:, :, :50], reference.values[layer][:, :, :50]
+        )
+
+
+def test_last_only_is_ignored_when_training_on_targets(model: StoryModel) -> None:
+    ids = torch.randint(0, 500, (1, 20))
+    targets = torch.randint(0, 500, (1, 20))
+    logits, loss = model(ids, targets, last_only=True)
+    _, reference_loss = model(ids, targets)
+    assert logits.shape == (1, 20, 500)
+    torch.testing.assert_close(loss, reference_loss)
+
+
 def test_future_tokens_do_not_change_past_logits(model: StoryModel) -> None:
     ids = torch.randint(0, 500, (1, 40))
     changed = ids.clone()
