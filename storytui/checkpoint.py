@@ -185,7 +185,7 @@ def load_checkpoint(directory: Path, *, device: str | torch.device = "cpu") -> C
             f"checkpoint {directory.name}: {WEIGHTS_FILE} is corrupt or truncated ({exc})"
         ) from exc
     try:
-        model = build_model(meta.model)
+        model = build_model(meta.model, initialize=False)  # load_weights fills every tensor
     except ValueError as exc:
         raise StoryError(f"checkpoint {directory.name}: {exc}") from exc
     load_weights(model, state, directory.name)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 
 @dataclass(frozen=True)
@@ -352,8 +353,37 @@ def output_logits(
     return lm_head(x), None
 
 
-def build_model(config: ModelConfig) -> nn.Module:
-    """The network for ``config.arch``: storytui's own, or the imported seed architecture."""
+class _SkipRandomInit(TorchFunctionMode):
+    """Inside it, layers skip filling their weights with random numbers (the memory is left as
+    allocated): for a model a checkpoint overwrites next, where drawing 77M random numbers
+    would cost a second of every start. Buffers (the rotary tables) are computed as usual."""
+
+    SKIPPED = frozenset(
+        {
+            torch.Tensor.normal_,
+            torch.Tensor.uniform_,
+            nn.init.normal_,
+            nn.init.uniform_,
+            nn.init.kaiming_uniform_,
+            nn.init.trunc_normal_,
+        }
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.SKIPPED:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+def build_model(config: ModelConfig, *, initialize: bool = True) -> nn.Module:
+    """The network for ``config.arch``: storytui's own, or the imported seed architecture.
+
+    ``initialize=False`` leaves the weights uninitialised, for loading a checkpoint into.
+    """
+    if not initialize:
+        with _SkipRandomInit():
+            return build_model(config)
     if config.arch == "storytui":
         return StoryModel(config)
     if config.arch == "seed":

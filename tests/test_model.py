@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from storytui.model import PRESETS, ModelConfig, StoryModel, count_parameters
+from storytui.model import PRESETS, ModelConfig, StoryModel, build_model, count_parameters
 
 VOCAB = 16384
 # fp32 on CPU: cached and full attention sum in different orders; 1e-4 absolute on logits of O(1)
@@ -66,6 +66,25 @@ def test_configs_without_kv_heads_are_full_attention() -> None:
     assert ModelConfig.from_json(old).kv_heads == 4
     with pytest.raises(ValueError, match="divide evenly"):
         _config(3)
+
+
+def test_an_uninitialised_build_draws_no_random_numbers() -> None:
+    # checkpoints load into a model built without initialisation: same buffers and tied head,
+    # no random draws (the generator's state is untouched), and nothing leaks past the build
+    config = PRESETS["tiny"].config(VOCAB)
+    torch.manual_seed(0)
+    initialised = build_model(config)
+    state = torch.get_rng_state()
+    empty = build_model(config, initialize=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert empty.lm_head.weight is empty.embed.weight
+    torch.testing.assert_close(empty.rope_cos, initialised.rope_cos, rtol=0, atol=0)
+    torch.testing.assert_close(empty.rope_sin, initialised.rope_sin, rtol=0, atol=0)
+    assert set(empty.state_dict()) == set(initialised.state_dict())
+    torch.manual_seed(0)
+    again = build_model(config)
+    for name, tensor in initialised.state_dict().items():
+        assert torch.equal(again.state_dict()[name], tensor), name
 
 
 def test_kv_cache_logits_equal_full_recompute(model: StoryModel) -> None:
