@@ -23,11 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from storytui import graph_cache
 from storytui.model import KVCache, ModelConfig
 
 GROUP_SIZES = (128, 64, 32, 16)  # weights sharing a scale and zero point; the first that divides
 _EXTRA_DOMAIN = "com.microsoft"  # ONNX Runtime's own operators
 _EXTRA_OPS = {"MatMulNBits", "GroupQueryAttention", "SkipSimplifiedLayerNormalization"}
+MATRIX_BYTES = "matrix_bytes"  # the graph's metadata entry: bytes of matrices a step reads
 
 
 def group_size(in_features: int, sizes: tuple[int, ...] = GROUP_SIZES) -> int:
@@ -118,6 +120,8 @@ class GraphBuilder:
         opsets = [self.helper.make_opsetid("", 17), self.helper.make_opsetid(_EXTRA_DOMAIN, 1)]
         # IR version 10 (onnx 1.16): what every supported ONNX Runtime release loads
         model = self.helper.make_model(graph, opset_imports=opsets, ir_version=10)
+        # read back by the decoder from the session: a cached graph needs no onnx to tell it
+        self.helper.set_model_props(model, {MATRIX_BYTES: str(self.matrix_bytes)})
         return model.SerializeToString()
 
     def linear(self, x: str, weight: torch.Tensor, out: str) -> str:
@@ -273,8 +277,19 @@ class OnnxDecoder:
         quantize: bool = True,
     ) -> None:
         self.config: ModelConfig = model.config
-        graph, self.weight_bytes = build_decode_graph(model, group_sizes, quantize)
-        self.session = new_session(graph, threads)
+
+        def build() -> bytes:
+            return build_decode_graph(model, group_sizes, quantize)[0]
+
+        def load(graph: bytes):
+            return new_session(graph, threads)
+
+        if quantize:  # the int4 graph is kept on disk between runs (storytui.graph_cache)
+            key = graph_cache.weights_key(model, group_sizes)
+            self.session = graph_cache.load_or_build(key, build, load)
+        else:
+            self.session = load(build())
+        self.weight_bytes = int(self.session.get_modelmeta().custom_metadata_map[MATRIX_BYTES])
         self._binding = None
         self._buffers: _StepBuffers | None = None
         self._bound_to: tuple[int, ...] = ()

@@ -12,6 +12,7 @@ float scale and a four-bit zero point, decoded through ONNX Runtime; the int8 ke
 from __future__ import annotations
 
 import copy
+import importlib.util
 import warnings
 from collections.abc import Callable
 
@@ -79,12 +80,8 @@ def _int4_decodable(model: nn.Module) -> bool:
     widths = {m.in_features for m in model.modules() if isinstance(m, nn.Linear)}
     if any(all(width % size for size in GROUP_SIZES) for width in widths):
         return False
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    # found, not imported: onnx takes a second to import and a cached graph never needs it
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
 
 
 def _replace_linears(model: nn.Module, convert: Callable[[nn.Linear], nn.Module]) -> nn.Module:

@@ -1,0 +1,86 @@
+"""Built int4 decode graphs kept on disk, keyed by the weights they were rounded from.
+
+Building the graph means importing the ``onnx`` package (about 0.9 s on its own), rounding every
+matrix to four bits and serializing the result: over a second for the colab preset, paid again
+by every ``storytui continue``. Hashing the weights costs about 0.2 s for the same model, so the
+second start of any checkpoint reads the graph back instead. The key is the content (sha256 of
+every tensor, the config and the graph format), never a path, so a retrained checkpoint saved
+over an old one can never meet a stale graph. The newest ``KEEP`` graphs stay; a cache that
+cannot be written, or a file that cannot be read back, only costs the build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from storytui import paths
+from storytui.atomic import atomic_write_bytes
+from storytui.errors import StoryError
+
+GRAPH_FORMAT = 1  # bump whenever build_decode_graph writes a different graph for the same weights
+KEEP = 4  # graphs kept (about 42 MB each at the colab preset)
+SUFFIX = ".onnx"
+
+
+def graph_dir() -> Path:
+    return paths.cache_dir() / "int4-graphs"
+
+
+def weights_key(model: nn.Module, group_sizes: tuple[int, ...]) -> str:
+    """sha256 over the graph format, the model config, the group sizes and every tensor."""
+    digest = hashlib.sha256()
+    header = {"format": GRAPH_FORMAT, "config": model.config.to_json(), "groups": group_sizes}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    seen: set[int] = set()
+    for name, tensor in sorted(model.state_dict().items()):
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in seen:  # a tied weight is hashed once (its name still is)
+            digest.update(name.encode())
+            continue
+        seen.add(pointer)
+        tensor = tensor.detach().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(memoryview(tensor.view(torch.uint8).flatten().numpy()))
+    return digest.hexdigest()
+
+
+def load_or_build(key: str, build: Callable[[], bytes], loads: Callable[[bytes], object]):
+    """``loads(graph)`` for the cached graph under ``key``, else for a fresh ``build()``, kept.
+
+    A cached file that ``loads`` refuses (damaged on disk) is rebuilt and replaced.
+    """
+    path = graph_dir() / f"{key}{SUFFIX}"
+    try:
+        cached = path.read_bytes()
+    except OSError:
+        cached = None
+    if cached is not None:
+        try:
+            loaded = loads(cached)
+        except Exception:  # any refusal of a cached file (damaged on disk): build it again
+            pass
+        else:
+            with contextlib.suppress(OSError):
+                path.touch()  # most recently used: the last to be evicted
+            return loaded
+    graph = build()
+    loaded = loads(graph)
+    with contextlib.suppress(StoryError, OSError):  # a cache is an optimisation, never an error
+        atomic_write_bytes(path, graph)
+        evict(keep=KEEP)
+    return loaded
+
+
+def evict(keep: int = KEEP) -> None:
+    """Delete all but the ``keep`` most recently used graphs."""
+    graphs = sorted(graph_dir().glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime_ns)
+    for old in graphs[: max(len(graphs) - keep, 0)]:
+        with contextlib.suppress(OSError):
+            old.unlink()
