@@ -6,6 +6,7 @@ Everything lives under the user data dir (platformdirs) or ``$STORYTUI_HOME`` wh
     $HOME/runs/<name>/     resumable training state and metrics
     $HOME/data/            downloaded sources, cleaned text and token shards
     $HOME/stories/         the untitled draft (autosave.txt) and recovery/ copies of unsaved files
+    $HOME/cache/           rebuildable: vocabularies, tiktoken's downloads, int4 decode graphs
     $HOME/settings.json    sampling settings and UI preferences
 """
 
