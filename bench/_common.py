@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import torch
 from torch import nn
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def scratch_home() -> Iterator[Path]:
+    """A temporary ``STORYTUI_HOME`` for one benchmark run (its child processes inherit it).
+
+    The int4 graphs a run builds for random weights would otherwise land in the writer's own
+    cache and push their real ones out of it.
+    """
+    home = Path(tempfile.mkdtemp(prefix="storytui-bench-"))
+    previous = os.environ.get("STORYTUI_HOME")
+    os.environ["STORYTUI_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        if previous is None:
+            os.environ.pop("STORYTUI_HOME", None)
+        else:
+            os.environ["STORYTUI_HOME"] = previous
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def cpu_model() -> str:

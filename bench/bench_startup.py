@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_startup.py            # colab preset, about 2 minutes
     .venv/bin/python bench/bench_startup.py --preset small
 
-A checkpoint of the chosen preset (random weights) is saved in a temporary ``STORYTUI_HOME``;
+A checkpoint of the chosen preset (random weights) is saved in a scratch ``STORYTUI_HOME``;
 each timing is a new ``storytui continue`` process on a 1,000-token story (Moby-Dick when the
 data is present), from launch to its first byte on stdout, and to its exit after 16 tokens.
 Three ways of starting, alternated round by round:
@@ -24,7 +24,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_report
+from _common import machine_report, scratch_home
 from bench_generate import story_token_ids
 
 from storytui import graph_cache
@@ -81,9 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context", type=int, default=1000, help="tokens of story")
     args = parser.parse_args(argv)
     print("\n".join(machine_report()))
-    home = Path(tempfile.mkdtemp(prefix="storytui-startup-"))
-    try:
-        os.environ["STORYTUI_HOME"] = str(home)  # for this process's paths and the children
+    with scratch_home() as home:  # for this process's paths and the children's
         env = dict(os.environ)
         tokenizer = load_tokenizer()
         torch.manual_seed(0)
@@ -129,8 +126,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {mode} | {first:.2f} | {done:.2f} | {reference / first:.2f}× |")
         sizes = [p.stat().st_size for p in graphs.glob("*.onnx")]
         print(f"\ncached graph: {sum(sizes) / 1e6:.1f} MB in {graphs.name}/")
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
