@@ -65,8 +65,7 @@ def time_start(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     first = process.stdout.read(1)
     first_at = time.perf_counter() - started
-    process.stdout.read()
-    _, errors = process.communicate()
+    _, errors = process.communicate()  # both pipes at once: a chatty stderr cannot block it
     done_at = time.perf_counter() - started
     if process.returncode or not first:
         raise SystemExit(f"storytui continue failed: {errors.decode(errors='replace').strip()}")

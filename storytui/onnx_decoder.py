@@ -281,15 +281,16 @@ class OnnxDecoder:
         def build() -> bytes:
             return build_decode_graph(model, group_sizes, quantize)[0]
 
-        def load(graph: bytes):
-            return new_session(graph, threads)
+        def load(graph: bytes) -> tuple[object, int]:
+            """The session and the matrix bytes it reads; a graph without them is refused."""
+            session = new_session(graph, threads)
+            return session, int(session.get_modelmeta().custom_metadata_map[MATRIX_BYTES])
 
         if quantize:  # the int4 graph is kept on disk between runs (storytui.graph_cache)
             key = graph_cache.weights_key(model, group_sizes)
-            self.session = graph_cache.load_or_build(key, build, load)
+            self.session, self.weight_bytes = graph_cache.load_or_build(key, build, load)
         else:
-            self.session = load(build())
-        self.weight_bytes = int(self.session.get_modelmeta().custom_metadata_map[MATRIX_BYTES])
+            self.session, self.weight_bytes = load(build())
         self._binding = None
         self._buffers: _StepBuffers | None = None
         self._bound_to: tuple[int, ...] = ()

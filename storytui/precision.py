@@ -65,11 +65,14 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 def quantize_int4(model: nn.Module) -> nn.Module:
     """An ``Int4Model`` where the decoding graph can run the model, else int8: other
-    architectures (the seed models), widths no int4 group size divides, or an install without
-    ONNX Runtime (a dependency, so only a broken one)."""
+    architectures (the seed models), widths no int4 group size divides, or an install whose
+    ONNX Runtime or onnx is missing or fails to import (dependencies, so only a broken one)."""
     if not _int4_decodable(model):
         return quantize_int8(model)
-    return Int4Model(model)
+    try:
+        return Int4Model(model)
+    except ImportError:  # found on disk but broken (a missing shared library, say)
+        return quantize_int8(model)
 
 
 def _int4_decodable(model: nn.Module) -> bool:

@@ -38,6 +38,18 @@ def test_round_trip_preserves_weights_and_meta(tiny_checkpoint: Path) -> None:
     )
 
 
+def test_loading_draws_no_random_numbers(tiny_checkpoint: Path) -> None:
+    # the weights are read into a model built without random initialisation (a second of
+    # every start at the colab preset): the random stream is untouched and nothing stays random
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    loaded = load_checkpoint(tiny_checkpoint)
+    assert torch.equal(torch.get_rng_state(), state)
+    again = load_checkpoint(tiny_checkpoint)
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[name], tensor), name
+
+
 def test_save_leaves_no_temp_dirs_and_replaces_existing(tiny_checkpoint: Path) -> None:
     make_tiny_checkpoint(tiny_checkpoint, seed=1)
     siblings = [p.name for p in tiny_checkpoint.parent.iterdir()]

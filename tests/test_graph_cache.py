@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 
 import pytest
 import torch
@@ -116,3 +118,45 @@ def test_only_the_most_recently_used_graphs_are_kept(builds, monkeypatch) -> Non
 def test_unquantised_graphs_are_not_cached(builds) -> None:
     OnnxDecoder(_model(), quantize=False)
     assert _graphs() == []
+
+
+def test_a_cached_graph_without_its_byte_count_is_rebuilt(builds) -> None:
+    import onnx
+
+    model = _model()
+    reference = _logits(model, OnnxDecoder(model))
+    (path,) = graph_cache.graph_dir().glob("*.onnx")
+    graph = onnx.load_from_string(path.read_bytes())
+    del graph.metadata_props[:]  # loads in ONNX Runtime, but says nothing of its matrices
+    path.write_bytes(graph.SerializeToString())
+    decoder = OnnxDecoder(model)
+    assert len(builds) == 2 and decoder.weight_bytes > 0
+    torch.testing.assert_close(_logits(model, decoder), reference, rtol=0, atol=0)
+
+
+def test_the_key_covers_the_config_and_the_code_that_builds(builds, monkeypatch) -> None:
+    model = _model()
+    key = graph_cache.weights_key(model, onnx_decoder.GROUP_SIZES)
+    other_eps = _model()
+    other_eps.config = dataclasses.replace(CONFIG, norm_eps=1e-3)  # same tensors, other graph
+    assert graph_cache.weights_key(other_eps, onnx_decoder.GROUP_SIZES) != key
+    OnnxDecoder(model)
+    OnnxDecoder(other_eps)
+    assert len(builds) == 2
+    monkeypatch.setattr(graph_cache, "_builder_source", lambda: "an upgraded builder")
+    assert graph_cache.weights_key(model, onnx_decoder.GROUP_SIZES) != key
+    OnnxDecoder(model)
+    assert len(builds) == 3
+
+
+def test_temp_files_of_killed_writes_are_cleared(builds) -> None:
+    directory = graph_cache.graph_dir()
+    directory.mkdir(parents=True)
+    killed = directory / ".abc.onnx.x1y2.tmp"
+    under_way = directory / ".def.onnx.z3w4.tmp"
+    killed.write_bytes(b"half a graph")
+    under_way.write_bytes(b"another process writing")
+    hours_ago = time.time() - 2 * graph_cache.STALE_TEMP_SECONDS
+    os.utime(killed, (hours_ago, hours_ago))
+    OnnxDecoder(_model())
+    assert not killed.exists() and under_way.exists()

@@ -69,6 +69,18 @@ def test_int4_falls_back_to_int8_where_the_graph_cannot_run(monkeypatch) -> None
     assert isinstance(model.lm_head, Int8Linear)
 
 
+def test_int4_falls_back_to_int8_where_onnx_runtime_is_found_but_fails_to_import(
+    monkeypatch,
+) -> None:
+    def broken(*args, **kwargs):
+        raise ImportError("libonnxruntime.so: cannot open shared object file")
+
+    monkeypatch.setattr("storytui.onnx_decoder.new_session", broken)
+    model = prepare_model(_model(), "int4")
+    assert not isinstance(model, Int4Model)
+    assert isinstance(model.lm_head, Int8Linear)
+
+
 def test_other_architectures_get_int8_at_int4() -> None:
     from storytui.seed_model import SeedModel
 
