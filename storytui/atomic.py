@@ -12,6 +12,8 @@ from pathlib import Path
 
 from storytui.errors import StoryError
 
+_TEMP_SUFFIX = ".tmp"
+
 
 def _disk_error(path: Path, exc: OSError) -> StoryError:
     if exc.errno == errno.ENOSPC:
@@ -23,7 +25,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers see either the old or the new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -46,6 +48,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def temp_files(directory: Path, names: str = "*") -> list[Path]:
+    """The temp files ``atomic_write_bytes`` writes beside files matching the glob ``names``:
+    only a write under way, or one that was killed, leaves one there."""
+    return list(Path(directory).glob(f".{names}.*{_TEMP_SUFFIX}"))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from storytui import paths
-from storytui.atomic import atomic_write_bytes
+from storytui.atomic import atomic_write_bytes, temp_files
 from storytui.errors import StoryError
 
 GRAPH_FORMAT = 1  # bump when this module's files change meaning
@@ -81,18 +81,13 @@ def load_or_build(key: str, build: Callable[[], bytes], loads: Callable[[bytes],
     """
     path = graph_dir() / f"{key}{SUFFIX}"
     try:
-        cached = path.read_bytes()
-    except OSError:
-        cached = None
-    if cached is not None:
-        try:
-            loaded = loads(cached)
-        except Exception:  # any refusal of a cached file (damaged on disk): build it again
-            pass
-        else:
-            with contextlib.suppress(OSError):
-                path.touch()  # most recently used: the last to be evicted
-            return loaded
+        loaded = loads(path.read_bytes())
+    except Exception:  # none cached, unreadable, or refused (damaged on disk): build it
+        pass
+    else:
+        with contextlib.suppress(OSError):
+            path.touch()  # most recently used: the last to be evicted
+        return loaded
     graph = build()
     loaded = loads(graph)
     with contextlib.suppress(StoryError, OSError):  # a cache is an optimisation, never an error
@@ -106,7 +101,7 @@ def evict(keep: int = KEEP) -> None:
     graphs = sorted(graph_dir().glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime_ns)
     stale = [
         temp
-        for temp in graph_dir().glob(f".*{SUFFIX}.*.tmp")
+        for temp in temp_files(graph_dir(), f"*{SUFFIX}")
         if time.time() - temp.stat().st_mtime > STALE_TEMP_SECONDS
     ]
     for old in graphs[: max(len(graphs) - keep, 0)] + stale:

@@ -12,7 +12,6 @@ float scale and a four-bit zero point, decoded through ONNX Runtime; the int8 ke
 from __future__ import annotations
 
 import copy
-import importlib.util
 import warnings
 from collections.abc import Callable
 
@@ -71,7 +70,7 @@ def quantize_int4(model: nn.Module) -> nn.Module:
         return quantize_int8(model)
     try:
         return Int4Model(model)
-    except ImportError:  # found on disk but broken (a missing shared library, say)
+    except ImportError:  # not installed, or installed but broken (a missing shared library)
         return quantize_int8(model)
 
 
@@ -81,10 +80,9 @@ def _int4_decodable(model: nn.Module) -> bool:
     if getattr(model.config, "arch", None) != "storytui":
         return False
     widths = {m.in_features for m in model.modules() if isinstance(m, nn.Linear)}
-    if any(all(width % size for size in GROUP_SIZES) for width in widths):
-        return False
-    # found, not imported: onnx takes a second to import and a cached graph never needs it
-    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+    # a missing or broken onnx / ONNX Runtime shows as an ImportError in quantize_int4: onnx
+    # takes a second to import, and a cached graph never needs it
+    return not any(all(width % size for size in GROUP_SIZES) for width in widths)
 
 
 def _replace_linears(model: nn.Module, convert: Callable[[nn.Linear], nn.Module]) -> nn.Module:
