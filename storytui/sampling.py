@@ -40,7 +40,7 @@ class SamplingSettings:
     def validate(self) -> SamplingSettings:
         checks = [
             (self.temperature >= 0 and math.isfinite(self.temperature), "temperature", ">= 0"),
-            (self.top_k >= 0, "top-k", ">= 0 (0 turns it off)"),
+            (self.top_k >= 0, "top-k", ">= 0; 0 turns it off"),
             (0 < self.top_p <= 1, "top-p", "in (0, 1]"),
             (0 <= self.min_p < 1, "min-p", "in [0, 1)"),
             (0 < self.repetition_penalty <= 10, "repetition-penalty", "in (0, 10]"),
