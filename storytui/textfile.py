@@ -10,8 +10,14 @@ from storytui.errors import StoryError
 MAX_STORY_BYTES = 50 * 1024 * 1024
 
 
+def looks_binary(data: bytes) -> bool:
+    """NUL bytes never occur in UTF-8 or Latin-1 prose but fill executables and archives, so
+    a NUL in the first few KiB is the sign of a file that is not text at all."""
+    return b"\x00" in data[:8192]
+
+
 def decode_text(data: bytes, label: str) -> str:
-    if b"\x00" in data[:8192]:
+    if looks_binary(data):
         raise StoryError(f"{label} looks like a binary file, not text")
     try:
         text = data.decode("utf-8")

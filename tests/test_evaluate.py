@@ -79,6 +79,27 @@ def test_evaluate_reports_all_figures_reproducibly(tiny_checkpoint: Path, monkey
     assert 0 < first["generation"]["distinct_2"] <= 1
 
 
+def test_max_tokens_caps_each_corpus_by_cutting_the_last_story(
+    tiny_checkpoint: Path, monkeypatch
+) -> None:
+    clean = paths.clean_dir("writingprompts")
+    clean.mkdir(parents=True)
+    (clean / "valid.jsonl").write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
+    monkeypatch.setattr(ev, "heldout_book_texts", lambda: [BOOK])
+    tok = load_checkpoint(tiny_checkpoint).tokenizer
+    first, second = (tok.encode(p["story"]) for p in PAIRS)
+    limit = len(first) + 3  # all of the first story, then a limit part-way into the second
+    assert len(second) > 3
+
+    report = ev.evaluate("tiny-test", n_samples=0, max_tokens=limit).to_json()
+    wp = report["writingprompts"]
+    assert wp["tokens"] == limit
+    cut = tok.decode(second[:3])
+    assert wp["bytes"] == len(PAIRS[0]["story"].encode()) + len(cut.encode())
+    assert wp["words"] == len(PAIRS[0]["story"].split()) + len(cut.split())
+    assert report["gutenberg"]["tokens"] == limit
+
+
 def test_missing_split_is_one_clear_error(tiny_checkpoint: Path) -> None:
     from storytui.errors import StoryError
 

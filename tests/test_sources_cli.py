@@ -43,6 +43,24 @@ def test_download_gutenberg_from_folder_then_status(tmp_path):
     assert "none built yet" in status.output
 
 
+def test_download_gutenberg_skips_a_binary_file_with_one_warning(tmp_path):
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "pg2701-moby-dick.txt").write_text(gutenberg_book("Moby"))
+    (books / "bin.txt").write_bytes(b"\x7fELF" + b"\x00" * 500)
+    result = runner.invoke(data_app, ["download", "gutenberg", "--from", str(books)])
+    assert result.exit_code == 0, result.output
+    assert "1 cleaned" in result.output and "1 binary skipped" in result.output
+    assert result.output.count("looks like a binary file, not text") == 1
+    assert "bin.txt: looks like a binary" in result.output.replace("\n", "")
+
+    (books / "pg2701-moby-dick.txt").unlink()
+    (paths.clean_dir("gutenberg") / "pg2701.txt").unlink()
+    result = runner.invoke(data_app, ["download", "gutenberg", "--from", str(books)])
+    assert isinstance(result.exception, StoryError)
+    assert "no usable book" in str(result.exception)
+
+
 def test_download_gutenberg_by_ids_from_a_mirror(http_server):
     http_server.add("/cache/epub/84/pg84.txt", gutenberg_book("Frankenstein").encode())
     args = ["download", "gutenberg", "--ids", "84", "--mirror", http_server.base_url]

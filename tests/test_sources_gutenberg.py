@@ -295,7 +295,7 @@ def test_url_pattern_is_overridable(http_server):
 
 
 def test_download_where_every_book_fails_is_an_error(http_server):
-    with pytest.raises(StoryError, match="no book could be downloaded"):
+    with pytest.raises(StoryError, match="no usable book downloaded"):
         download_gutenberg([1, 2], mirror=http_server.base_url, delay=0)
 
 
@@ -329,6 +329,60 @@ def test_a_newer_cleaner_recleans_old_output(tmp_path, monkeypatch):
     ingest_local(books)
     monkeypatch.setattr(gutenberg, "CLEANER_VERSION", gutenberg.CLEANER_VERSION + 1)
     assert ingest_local(books).cleaned == ["pg1"]
+
+
+BINARY = b"\x7fELF\x02\x01\x01" + b"\x00" * 2000 + b"text-looking tail " * 200
+
+
+def test_ingest_local_skips_binary_files_and_still_imports_the_rest(tmp_path):
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "pg2701-moby-dick.txt").write_text(gutenberg_book("Moby"), encoding="utf-8")
+    latin = gutenberg_book("Five", body="The caf\u00e9 was shut. " * 20).lstrip("\ufeff")
+    (books / "pg778-five.txt").write_bytes(latin.encode("latin-1"))
+    (books / "bin.txt").write_bytes(BINARY)
+
+    report = ingest_local(books)
+    assert sorted(report.cleaned) == ["pg2701", "pg778"]
+    assert report.binary == [str(books / "bin.txt")] and report.failed == []
+    assert report.problems() == [f"{books / 'bin.txt'} looks like a binary file, not text"]
+    assert "caf\u00e9" in (paths.clean_dir("gutenberg") / "pg778.txt").read_text()
+    assert not (paths.clean_dir("gutenberg") / "bin.txt").exists()
+    assert "bin" not in gutenberg.read_manifest()["books"]
+
+
+def test_binary_output_of_an_earlier_run_is_removed(tmp_path):
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "bin.txt").write_bytes(BINARY)
+    (books / "pg1-a.txt").write_text(gutenberg_book("A"))
+    stale = paths.clean_dir("gutenberg") / "bin.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("\x7fELF\x00\x00")
+    manifest = {"books": {"bin": {"version": gutenberg.CLEANER_VERSION, "source": "bin.txt"}}}
+    (stale.parent / "manifest.json").write_text(json.dumps(manifest))
+
+    report = ingest_local(books)
+    assert report.skipped == [] and report.binary == [str(books / "bin.txt")]
+    assert not stale.exists()
+    assert list(gutenberg.read_manifest()["books"]) == ["pg1"]
+
+
+def test_a_folder_of_only_binary_files_is_an_error(tmp_path):
+    (tmp_path / "bin.txt").write_bytes(BINARY)
+    with pytest.raises(StoryError, match=r"no usable book in .*bin\.txt looks like a binary"):
+        ingest_local(tmp_path)
+    assert gutenberg.cleaned_books() == []
+
+
+def test_download_skips_a_binary_book(http_server):
+    http_server.add("/cache/epub/1/pg1.txt", BINARY)
+    http_server.add("/cache/epub/2/pg2.txt", gutenberg_book("Two").encode())
+    report = download_gutenberg([1, 2], mirror=http_server.base_url, delay=0)
+    assert report.cleaned == ["pg2"]
+    assert report.binary == [str(paths.raw_dir("gutenberg") / "pg1.txt")]
+    with pytest.raises(StoryError, match=r"no usable book downloaded .*binary"):
+        download_gutenberg([1], mirror=http_server.base_url, delay=0)
 
 
 def test_ingest_local_errors(tmp_path):

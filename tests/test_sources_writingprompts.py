@@ -322,6 +322,51 @@ def test_nothing_recognised_is_an_error(tmp_path):
         ingest(tmp_path / "missing")
 
 
+BINARY = b"\x7fELF\x02\x01\x01" + b"\x00" * 2000
+
+
+def test_binary_and_non_utf8_files_are_left_out_whole(tmp_path):
+    good = write_json(tmp_path / "d" / "train.json", [{"prompt": "P", "story": story(1)}])
+    (tmp_path / "d" / "bin.jsonl").write_bytes(BINARY)
+    write_csv(tmp_path / "d" / "latin.csv", ["prompt", "story"], [["L", story(2)]])
+    latin = (tmp_path / "d" / "latin.csv").read_text(encoding="utf-8")
+    (tmp_path / "d" / "latin.csv").write_bytes((latin + "Q,caf\u00e9 " * 20).encode("latin-1"))
+    report = ingest(good.parent)
+    assert [p.prompt for p in load_pairs("train")] == ["P"]  # no row of latin.csv either
+    skipped = "\n".join(report.skipped_files)
+    assert f"{tmp_path / 'd' / 'bin.jsonl'} (looks like a binary file, not text)" in skipped
+    offset = len(latin.encode()) + len("Q,caf")
+    assert f"latin.csv (not UTF-8 text: bad byte at offset {offset})" in skipped
+
+
+def test_a_binary_split_file_leaves_out_only_that_split(tmp_path):
+    folder = tmp_path / "release"
+    folder.mkdir()
+    (folder / "train.wp_source").write_text("[ WP ] Kept\n")
+    (folder / "train.wp_target").write_text(story(1) + "\n")
+    (folder / "valid.wp_source").write_text("[ WP ] Broken\n")
+    (folder / "valid.wp_target").write_bytes(BINARY)
+    report = ingest(folder)
+    assert [p.prompt for p in load_pairs("train")] == ["Kept"] and load_pairs("valid") == []
+    assert report.skipped_files == [
+        f"{folder / 'valid.wp_target'} (looks like a binary file, not text)"
+    ]
+
+
+def test_only_unreadable_files_is_one_error_and_keeps_earlier_output(tmp_path):
+    ingest(write_json(tmp_path / "a" / "train.json", [{"prompt": "P", "story": story(1)}]))
+    (tmp_path / "bin.jsonl").write_bytes(BINARY)
+    with pytest.raises(StoryError, match=r"no WritingPrompts data .*bin\.jsonl \(looks like a bin"):
+        ingest(tmp_path / "bin.jsonl")
+    folder = tmp_path / "release"
+    folder.mkdir()
+    (folder / "train.wp_source").write_bytes(BINARY)
+    (folder / "train.wp_target").write_text(story(2) + "\n")
+    with pytest.raises(StoryError, match=r"no usable WritingPrompts pairs .*train\.wp_source"):
+        ingest(folder)
+    assert [p.prompt for p in load_pairs("train")] == ["P"]
+
+
 def test_reingest_replaces_output(tmp_path):
     first = write_json(tmp_path / "a" / "train.json", [{"prompt": "P", "story": story(1)}])
     ingest(first)

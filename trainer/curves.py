@@ -62,6 +62,7 @@ def render_chart(
     """The chart as text (ANSI colours when ``color``), with plotext 6's figure API or 5's."""
     import plotext as plt
 
+    single_x = _single_x(train, val)
     if hasattr(plt, "plot"):  # plotext 5.x: module-level functions
         plt.clear_figure()
         plt.plotsize(width, height)
@@ -70,6 +71,9 @@ def render_chart(
             plt.plot([x for x, _ in train], [y for _, y in train], label="train")
         if val:
             plt.scatter([x for x, _ in val], [y for _, y in val], label="val", marker="x")
+        if single_x is not None:
+            plt.xlim(single_x - 1, single_x + 1)
+            plt.xticks([single_x], [f"{single_x:,}"])
         plt.title(title)
         plt.xlabel("tokens")
         return plt.build()
@@ -83,6 +87,18 @@ def render_chart(
     if val:
         xs, ys = [x for x, _ in val], [y for _, y in val]
         figure.draw(figure.signal(xs, ys, marker="x").lines().label("val"))
+    if single_x is not None:
+        figure.ruler("x").lim(single_x - 1, single_x + 1).ticks([single_x], [f"{single_x:,}"])
     figure.title(title)
     figure.label("tokens")
     return figure.build().string(colorless=not color)
+
+
+def _single_x(train: list[tuple[int, float]], val: list[tuple[int, float]]) -> int | None:
+    """The token count when every point sits at the same one (a run that logged once).
+
+    Left alone, plotext spreads such an axis over ±1 token in fractional ticks (767.33,
+    767.67, …); one tick at the only token count says what there is to say.
+    """
+    xs = {x for x, _ in train + val}
+    return xs.pop() if len(xs) == 1 else None

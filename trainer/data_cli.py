@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.table import Table
 
 from storytui import paths
 from storytui.errors import StoryError
+
+if TYPE_CHECKING:
+    from trainer.sources.gutenberg import GutenbergReport
 
 data_app = typer.Typer(no_args_is_help=True, help="Download, clean and inspect training data.")
 download_app = typer.Typer(no_args_is_help=True, help="Fetch (or import) and clean a source.")
@@ -46,7 +49,7 @@ def download_gutenberg_cmd(
     force: Annotated[bool, typer.Option("--force", help="Fetch and clean again.")] = False,
 ) -> None:
     """Project Gutenberg books → cleaned text, one file per book."""
-    from trainer.sources import gutenberg
+    from trainer.sources import BINARY_REASON, gutenberg
 
     console = Console()
     started = time.perf_counter()
@@ -66,15 +69,21 @@ def download_gutenberg_cmd(
             force=force,
             console=console,
         )
-    elapsed = time.perf_counter() - started
-    console.print(
-        f"Gutenberg: {len(report.cleaned)} cleaned ({report.clean_bytes / 1e6:.1f} MB), "
-        f"{len(report.skipped)} already clean, {len(report.failed)} failed "
-        f"in {elapsed:.0f}s → {paths.clean_dir('gutenberg')}",
-        highlight=False,
-    )
+    console.print(_gutenberg_summary(report, time.perf_counter() - started), highlight=False)
     for failure in report.failed:
         console.print(f"  [yellow]failed[/] {failure}", highlight=False)
+    for path in report.binary:
+        console.print(f"  [yellow]skipped[/] {path}: {BINARY_REASON}", highlight=False)
+
+
+def _gutenberg_summary(report: GutenbergReport, elapsed: float) -> str:
+    """One line of counts; binary files are mentioned only when there were some."""
+    binary = f", {len(report.binary)} binary skipped" if report.binary else ""
+    return (
+        f"Gutenberg: {len(report.cleaned)} cleaned ({report.clean_bytes / 1e6:.1f} MB), "
+        f"{len(report.skipped)} already clean, {len(report.failed)} failed{binary} "
+        f"in {elapsed:.0f}s → {paths.clean_dir('gutenberg')}"
+    )
 
 
 @download_app.command("writingprompts")

@@ -109,13 +109,11 @@ def score_pairs(
 ) -> TextScore:
     """Score each story given its prompt, laid out exactly as finetuning and the app do."""
     score = TextScore()
-    lengths = tokenizer.token_byte_lengths()
     for pair in pairs:
         formatted = format_story(pair["story"], prompt=pair.get("prompt", ""), template=template)
         head = tokenizer.encode(formatted.header) if formatted.header else [tokenizer.eot]
-        ids = head + tokenizer.encode(formatted.story)
-        loss, tokens, nbytes = score_tokens(model, ids, len(head), lengths, block_size)
-        score.add(TextScore(loss, tokens, nbytes, len(formatted.story.split())))
+        body = tokenizer.encode(formatted.story)
+        score.add(_score_body(model, tokenizer, head, body, block_size, max_tokens - score.tokens))
         if score.tokens >= max_tokens:
             break
     return score
@@ -126,15 +124,29 @@ def score_texts(
 ) -> TextScore:
     """Score plain prose (held-out books) in up to ``max_tokens`` tokens."""
     score = TextScore()
-    lengths = tokenizer.token_byte_lengths()
     for text in texts:
-        ids = [tokenizer.eot, *tokenizer.encode(text)][: max_tokens - score.tokens + 1]
-        scored_text = tokenizer.decode(ids[1:])
-        loss, tokens, nbytes = score_tokens(model, ids, 1, lengths, block_size)
-        score.add(TextScore(loss, tokens, nbytes, len(scored_text.split())))
+        body = tokenizer.encode(text)
+        room = max_tokens - score.tokens
+        score.add(_score_body(model, tokenizer, [tokenizer.eot], body, block_size, room))
         if score.tokens >= max_tokens:
             break
     return score
+
+
+def _score_body(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    head: list[int],
+    body: list[int],
+    block_size: int,
+    room: int,
+) -> TextScore:
+    """Score ``body`` after its context ``head``, cut to its first ``room`` tokens so that a
+    corpus never scores more tokens than ``--max-tokens`` allows."""
+    body = body[: max(0, room)]
+    lengths = tokenizer.token_byte_lengths()
+    loss, tokens, nbytes = score_tokens(model, head + body, len(head), lengths, block_size)
+    return TextScore(loss, tokens, nbytes, len(tokenizer.decode(body).split()))
 
 
 def ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:

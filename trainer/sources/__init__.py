@@ -37,6 +37,7 @@ _QUOTES = str.maketrans(
         "\u00ad": None,  # soft hyphen
     }
 )
+BINARY_REASON = "looks like a binary file, not text"  # why an importer leaves a file out
 _SPACED_EN_DASH = re.compile(r"(?<=\S) \u2013 (?=\S)")
 _DOUBLE_HYPHEN = re.compile(r"-{2,}|\u2013{2,}")
 

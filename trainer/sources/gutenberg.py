@@ -21,7 +21,8 @@ from rich.console import Console
 from storytui import paths
 from storytui.atomic import atomic_write_text
 from storytui.errors import StoryError
-from trainer.sources import normalize_punctuation
+from storytui.textfile import looks_binary
+from trainer.sources import BINARY_REASON, normalize_punctuation
 from trainer.sources.http import download
 
 DEFAULT_MIRROR = "https://www.gutenberg.org"
@@ -328,7 +329,12 @@ class GutenbergReport:
     cleaned: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    binary: list[str] = field(default_factory=list)  # files that are not text, left out
     clean_bytes: int = 0
+
+    def problems(self) -> list[str]:
+        """One line per book left out, failures first."""
+        return self.failed + [f"{path} {BINARY_REASON}" for path in self.binary]
 
 
 def book_url(book_id: int, mirror: str = DEFAULT_MIRROR, pattern: str = DEFAULT_URL_PATTERN) -> str:
@@ -368,7 +374,7 @@ def download_gutenberg(
                 continue
             report.fetched.append(book_id)
         _clean_one(dest, f"pg{book_id}", force, report)
-    _raise_if_nothing(report)
+    _raise_if_nothing(report, "downloaded")
     return report
 
 
@@ -391,6 +397,7 @@ def ingest_local(
         if console is not None:
             console.print(f"[dim]{i}/{len(files)}[/] {path.name}", highlight=False)
         _clean_one(path, book_key(path), force, report)
+    _raise_if_nothing(report, f"in {directory}")
     return report
 
 
@@ -425,10 +432,14 @@ def _clean_one(source: Path, key: str, force: bool, report: GutenbergReport) -> 
     target = paths.clean_dir("gutenberg") / f"{key}.txt"
     manifest = read_manifest()
     entry = manifest["books"].get(key, {})
-    if target.exists() and entry.get("version") == CLEANER_VERSION and not force:
-        report.skipped.append(key)
-        return
     try:
+        if _is_binary(source):
+            report.binary.append(str(source))
+            _forget_output(key, source, manifest)
+            return
+        if target.exists() and entry.get("version") == CLEANER_VERSION and not force:
+            report.skipped.append(key)
+            return
         cleaned = clean_gutenberg(read_book(source))
     except OSError as exc:
         report.failed.append(f"{key}: cannot read {source}: {exc.strerror or exc}")
@@ -442,6 +453,26 @@ def _clean_one(source: Path, key: str, force: bool, report: GutenbergReport) -> 
     report.clean_bytes += size
     # Per-book cleaner version: a better cleaner re-cleans old output by itself.
     manifest["books"][key] = {"version": CLEANER_VERSION, "source": source.name, "bytes": size}
+    _write_manifest(manifest)
+
+
+def _is_binary(source: Path) -> bool:
+    """Checked on every run, even for books already cleaned, so that a binary file cleaned by
+    mistake in the past is caught too."""
+    with open(source, "rb") as handle:
+        return looks_binary(handle.read(64 * 1024))
+
+
+def _forget_output(key: str, source: Path, manifest: dict) -> None:
+    """Remove what an earlier run cleaned from ``source`` so that it never reaches the shards."""
+    if manifest["books"].get(key, {}).get("source") != source.name:
+        return  # the cleaned book under this key came from another file
+    (paths.clean_dir("gutenberg") / f"{key}.txt").unlink(missing_ok=True)
+    del manifest["books"][key]
+    _write_manifest(manifest)
+
+
+def _write_manifest(manifest: dict) -> None:
     atomic_write_text(
         paths.clean_dir("gutenberg") / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True)
     )
@@ -459,9 +490,11 @@ def read_manifest() -> dict:
     return data
 
 
-def _raise_if_nothing(report: GutenbergReport) -> None:
-    if report.failed and not (report.cleaned or report.skipped):
-        raise StoryError(f"no book could be downloaded ({report.failed[0]})")
+def _raise_if_nothing(report: GutenbergReport, where: str) -> None:
+    """A run that leaves no book to train on is an error, not an empty success."""
+    problems = report.problems()
+    if problems and not (report.cleaned or report.skipped):
+        raise StoryError(f"no usable book {where} ({problems[0]})")
 
 
 def _say(console: Console | None, message: str) -> None:

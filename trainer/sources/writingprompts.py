@@ -15,6 +15,7 @@ the same split. Output: ``clean/writingprompts/{train,valid,test}.jsonl``.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import hashlib
@@ -35,7 +36,8 @@ from rich.console import Console
 from storytui import paths
 from storytui.atomic import atomic_write_text
 from storytui.errors import StoryError
-from trainer.sources import normalize_punctuation
+from storytui.textfile import looks_binary
+from trainer.sources import BINARY_REASON, normalize_punctuation
 from trainer.sources.http import download
 
 DEFAULT_URL = "https://dl.fbaipublicfiles.com/fairseq/data/writingPrompts.tar.gz"
@@ -45,6 +47,7 @@ REPORT = "report.json"
 MIN_WORDS = 10
 SCENE_BREAK = "* * *"
 _KEY_CHARS = 100
+_CHUNK = 1 << 20
 
 csv.field_size_limit(2**31 - 1)
 
@@ -248,7 +251,9 @@ def _readers_for(path: Path) -> tuple[list[_Reader], list[str]]:
     """Recognise the layout of ``path`` (file or folder); unknown files are reported, not read."""
     if path.is_dir():
         if any(path.glob("*.wp_source")):
-            return [_Reader(0, str(path), "writingprompts", lambda r, p=path: _read_fan_dir(p))], []
+            return [
+                _Reader(0, str(path), "writingprompts", lambda r, p=path: _read_fan_dir(p, r))
+            ], []
         readers: list[_Reader] = []
         skipped: list[str] = []
         for child in sorted(path.iterdir()):
@@ -260,9 +265,11 @@ def _readers_for(path: Path) -> tuple[list[_Reader], list[str]]:
         return readers, skipped
     name = path.name.lower()
     if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return [_Reader(0, str(path), "writingprompts", lambda r, p=path: _read_archive(p))], []
+        return [_Reader(0, str(path), "writingprompts", lambda r, p=path: _read_archive(p, r))], []
     if name.endswith((".wp_source", ".wp_target")):
         return _readers_for(path.parent) if name.endswith(".wp_source") else ([], [])
+    if name.endswith((".csv", ".json", ".jsonl", ".txt")) and (problem := _text_problem(path)):
+        return [], [f"{path} ({problem})"]
     if name.endswith(".csv"):
         return _csv_readers(path)
     if name.endswith((".json", ".jsonl")):
@@ -272,7 +279,31 @@ def _readers_for(path: Path) -> tuple[list[_Reader], list[str]]:
     return [], [f"{path} (unknown file type)"]
 
 
-def _read_archive(archive: Path) -> Iterator[_Raw]:
+def _text_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as UTF-8 text, or ``None`` when it can.
+
+    The whole file is checked before any of its rows are read, so that a bad file is left out
+    whole instead of being cut off part-way at its first bad byte.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as handle:
+        chunk = handle.read(_CHUNK)
+        if looks_binary(chunk):
+            return BINARY_REASON
+        while chunk:
+            following = handle.read(_CHUNK)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk, final=not following)
+            except UnicodeDecodeError as exc:
+                return f"not UTF-8 text: bad byte at offset {offset - pending + exc.start}"
+            offset += len(chunk)
+            chunk = following
+    return None
+
+
+def _read_archive(archive: Path, report: IngestReport) -> Iterator[_Raw]:
     """Unpack the release once into ``raw/writingprompts`` and read its split files."""
     target = paths.raw_dir("writingprompts") / "extracted"
     stamp = target / ".source"
@@ -284,7 +315,7 @@ def _read_archive(archive: Path) -> Iterator[_Raw]:
     if not folders:
         raise StoryError(f"{archive} holds no .wp_source/.wp_target files")
     for folder in folders:
-        yield from _read_fan_dir(folder)
+        yield from _read_fan_dir(folder, report)
 
 
 def _extract(archive: Path, target: Path) -> None:
@@ -308,11 +339,18 @@ def _tar_filter() -> dict:
     return {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
-def _read_fan_dir(folder: Path) -> Iterator[_Raw]:
-    """``{train,valid,test}.wp_source`` line *i* is the prompt of ``.wp_target`` line *i*."""
+def _read_fan_dir(folder: Path, report: IngestReport) -> Iterator[_Raw]:
+    """``{train,valid,test}.wp_source`` line *i* is the prompt of ``.wp_target`` line *i*.
+
+    A split whose files are not UTF-8 text is left out; the other splits are still read.
+    """
     for split in SPLITS:
         source, target = folder / f"{split}.wp_source", folder / f"{split}.wp_target"
         if not (source.exists() and target.exists()):
+            continue
+        problems = [f"{p} ({why})" for p in (source, target) if (why := _text_problem(p))]
+        if problems:
+            report.skipped_files += problems
             continue
         with open(source, encoding="utf-8") as prompts, open(target, encoding="utf-8") as stories:
             for prompt, story in zip(prompts, stories, strict=True):
@@ -494,6 +532,8 @@ def _txt_readers(path: Path) -> tuple[list[_Reader], list[str]]:
         outputs = path.with_name(path.name[:-8] + "_opt.txt")
         if not outputs.exists():
             return [], [f"{path} (no matching _opt file)"]
+        if problem := _text_problem(outputs):
+            return [], [f"{outputs} ({problem})"]
         if _machine_named(path):
             return [], [f"{path} (named like model output)"]
         return [_Reader(3, str(path), "union", lambda r: _read_line_pairs(path, outputs))], []
@@ -557,7 +597,7 @@ def ingest(sources: Path | Sequence[Path], *, console: Console | None = None) ->
         readers += found
         report.skipped_files += skipped
     if not readers:
-        raise StoryError(f"no WritingPrompts data recognised in {', '.join(map(str, sources))}")
+        raise StoryError(_nothing_usable("no WritingPrompts data recognised", sources, report))
     out_dir = paths.clean_dir("writingprompts")
     out_dir.mkdir(parents=True, exist_ok=True)
     writers = {split: _TempJsonl(out_dir / f"{split}.jsonl") for split in SPLITS}
@@ -569,6 +609,8 @@ def ingest(sources: Path | Sequence[Path], *, console: Console | None = None) ->
                 console.print(f"reading [bold]{reader.source}[/]: {name}", highlight=False)
             for pair in _clean_pairs(reader, report, seen):
                 writers[pair.split].write(pair)
+        if not report.kept:  # keep the earlier output rather than replace it with nothing
+            raise StoryError(_nothing_usable("no usable WritingPrompts pairs", sources, report))
         for writer in writers.values():
             writer.commit()
     finally:
@@ -576,6 +618,12 @@ def ingest(sources: Path | Sequence[Path], *, console: Console | None = None) ->
             writer.discard()
     atomic_write_text(out_dir / REPORT, json.dumps(report.to_json(), indent=1))
     return report
+
+
+def _nothing_usable(what: str, sources: Sequence[Path], report: IngestReport) -> str:
+    """One line: what was missing, where, and the first file left out (usually the reason)."""
+    reason = f"; not read: {report.skipped_files[0]}" if report.skipped_files else ""
+    return f"{what} in {', '.join(map(str, sources))}{reason}"
 
 
 def _clean_pairs(reader: _Reader, report: IngestReport, seen: set[str]) -> Iterator[Pair]:
