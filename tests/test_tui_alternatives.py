@@ -167,3 +167,60 @@ def test_undoing_a_paste_that_brought_the_scrollbar_keeps_working(storytui_home,
             assert app.editor.text == "line\n" * 5 and app.is_running
 
     run(scenario())
+
+
+def test_redo_brings_a_continuation_back_with_its_alternatives_past_other_steps(
+    tiny_checkpoint, tmp_path
+):
+    use_sampling(max_new_tokens=8)  # seed None: the retry writes a different alternative
+    story = tmp_path / "story.txt"
+    story.write_text(OPENING)
+
+    async def scenario():
+        app = new_app(story)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*" away")
+            await continue_story(app, pilot)
+            first = app.editor.text
+            await continue_story(app, pilot, key="ctrl+r")
+            second = app.editor.text
+            continuation = app.continuations.live[-1]
+            assert second != first and "alt 2/2" in app.status_text()
+
+            async def step(key: str, text: str) -> None:
+                await pilot.press(key)
+                await pilot.pause()
+                assert app.editor.text == text
+
+            def restored() -> None:
+                assert app.continuations.live == [continuation]
+                assert continuation.start == len(OPENING + " away")
+                assert [(m.start, m.end) for m in app.editor.marks] == [
+                    (continuation.start, len(second))
+                ]
+                assert "alt 2/2" in app.status_text()
+
+            await step("ctrl+z", OPENING + " away")
+            await step("ctrl+z", OPENING)
+            await step("ctrl+y", OPENING + " away")
+            await step("ctrl+y", second)
+            restored()
+            # undo 2, redo 1, undo 1, redo 2
+            await step("ctrl+z", OPENING + " away")
+            await step("ctrl+z", OPENING)
+            await step("ctrl+y", OPENING + " away")
+            await step("ctrl+z", OPENING)
+            await step("ctrl+y", OPENING + " away")
+            await step("ctrl+y", second)
+            restored()
+            await step("f3", first)  # the alternatives work again
+            await step("f4", second)
+            # typing after an undo drops what could be redone
+            await step("ctrl+z", OPENING + " away")
+            await step("ctrl+z", OPENING)
+            await step("!", OPENING + "!")
+            await step("ctrl+y", OPENING + "!")
+            assert not app.continuations.live and not app.continuations.undone
+
+    run(scenario())

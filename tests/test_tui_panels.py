@@ -21,6 +21,8 @@ from tests.tui_pilot import (
     expected_continuation,
     new_app,
     run,
+    screen_lines,
+    text_in,
     use_sampling,
     wait_for,
     wait_ready,
@@ -69,6 +71,45 @@ def test_sampling_changes_apply_to_the_next_continuation_and_persist(tiny_checkp
             assert again.sampling.temperature == 0.0 and again.sampling.seed == 9
             await pilot.press("f2")
             assert again.query_one("#field-temperature").value == "0"
+
+    run(scenario())
+
+
+def test_a_long_validation_message_wraps_inside_the_panel(tiny_checkpoint):
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press("f2")
+            top_k = app.query_one("#field-top_k")
+            top_k.focus()
+            top_k.value = ""
+            await pilot.press("-", "3")
+            await pilot.pause()
+            error = app.query_one("#error-top_k")
+            message = str(error.render())
+            assert message == "invalid top-k: -3 (must be >= 0; 0 turns it off)"
+            assert len(message) > app.panel.content_region.width  # it has to wrap to fit
+            assert text_in(app, error) == message
+
+    run(scenario())
+
+
+def test_the_palette_key_ends_the_footer_when_the_keys_overflow_it(tiny_checkpoint):
+    from textual.widgets import Footer
+
+    use_sampling(seed=3, max_new_tokens=4)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING)
+            await continue_story(app, pilot)
+            await wait_for(pilot, lambda: "^r Retry" in screen_lines(app)[-1], what="footer")
+            footer = app.query_one(Footer)
+            assert footer.virtual_size.width > footer.size.width  # keys run under the palette
+            assert screen_lines(app)[-1].rstrip().endswith("▏^p palette")
 
     run(scenario())
 

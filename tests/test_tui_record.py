@@ -9,8 +9,11 @@ import pytest
 from storytui import paths
 from storytui.errors import StoryError
 from storytui.tui.continuations import (
+    REDO,
+    UNDO,
     ContinuationLog,
     GeneratedToken,
+    HistoryStep,
     NewlineNormalizer,
     Variant,
     normalize_newlines,
@@ -53,13 +56,46 @@ def test_editing_inside_a_continuation_unmarks_it():
     assert log.marks(by_probability=False) == []
 
 
-def test_removing_exactly_a_continuation_is_undo_and_putting_it_back_is_redo():
+def test_undoing_a_continuations_entry_files_it_and_redoing_it_brings_it_back():
     log, text = logged("abab", 2, "ab")  # a repeat the plain diff would place wrongly
     continuation = log.live[0]
-    log.writer_edit(text, "abab")
+    continuation.history_entry = entry = object()
+    log.writer_edit(text, "abab", HistoryStep(UNDO, (entry,), 2))
     assert log.live == [] and log.undone == [continuation]
-    log.writer_edit("abab", text)
+    log.writer_edit("abab", text, HistoryStep(REDO, (entry,), 2))
     assert log.live == [continuation] and continuation.start == 2
+
+
+def test_a_redone_continuation_lands_where_its_entry_puts_it_after_other_steps():
+    log, text = logged("Hi", 2, " there")
+    continuation = log.live[0]
+    continuation.history_entry = entry = object()
+    typing = object()
+    log.writer_edit(text, "Hi", HistoryStep(UNDO, (entry,), 2))
+    log.writer_edit("Hi", "", HistoryStep(UNDO, (typing,), 0))
+    log.writer_edit("", "Hi", HistoryStep(REDO, (typing,), 0))
+    assert log.undone == [continuation]
+    log.writer_edit("Hi", text, HistoryStep(REDO, (entry,), 2))
+    assert log.live == [continuation] and continuation.start == 2
+    assert log.marks(by_probability=False)[0].end == len(text)
+
+
+def test_typing_after_an_undo_forgets_what_could_be_redone():
+    log, text = logged("Hi", 2, " there")
+    continuation = log.live[0]
+    continuation.history_entry = entry = object()
+    log.writer_edit(text, "Hi", HistoryStep(UNDO, (entry,), 2))
+    log.writer_edit("Hi", "Hi!")
+    assert log.undone == []
+    log.writer_edit("Hi!", "Hi!" + " there", HistoryStep(REDO, (entry,), 3))
+    assert log.live == []
+
+
+def test_deleting_exactly_a_continuations_text_is_an_edit_not_an_undo():
+    log, text = logged("Hi", 2, " there")
+    log.live[0].history_entry = object()
+    log.writer_edit(text, "Hi")
+    assert log.live == [] and log.undone == []
 
 
 def test_other_continuations_move_when_one_grows():

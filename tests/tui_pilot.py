@@ -59,3 +59,15 @@ async def continue_story(app: StoryApp, pilot, key: str = "f5") -> None:
 
 def new_app(file=None) -> StoryApp:
     return StoryApp(file, cursor_blink=False)
+
+
+def screen_lines(app: StoryApp) -> list[str]:
+    """The screen as the terminal would show it, one string per row."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def text_in(app: StoryApp, widget) -> str:
+    """What the screen shows inside ``widget``'s region, rows joined by spaces."""
+    region = widget.region
+    rows = screen_lines(app)[region.y : region.bottom]
+    return " ".join(row[region.x : region.right].strip() for row in rows)

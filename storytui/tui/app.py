@@ -28,7 +28,7 @@ from textual.widgets import Footer, Static, TextArea
 from storytui import paths
 from storytui.errors import StoryError
 from storytui.tui.commands import COMMANDS
-from storytui.tui.continuations import Continuation, ContinuationLog
+from storytui.tui.continuations import Continuation, ContinuationLog, HistoryStep
 from storytui.tui.cowriter import CoWriter, GenerationDone, Job, TokensReady, stream_into
 from storytui.tui.dialogs import TokenAlternatives
 from storytui.tui.editor import StoryEditor
@@ -384,8 +384,8 @@ class StoryApp(FileActions, App[None]):
 
     # ------------------------------------------------------------------ writer's edits
 
-    def _writer_edit(self, old: str, new: str) -> None:
-        self.continuations.writer_edit(old, new)
+    def _writer_edit(self, old: str, new: str, step: HistoryStep | None) -> None:
+        self.continuations.writer_edit(old, new, step)
         self._refresh_marks()
         self._status_dirty = True
         self.refresh_bindings()

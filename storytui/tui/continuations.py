@@ -122,6 +122,33 @@ class Mark:
     kind: str  # GENERATED or one of the probability bucket kinds
 
 
+UNDO, REDO = "undo", "redo"
+
+
+@dataclass(frozen=True)
+class HistoryStep:
+    """An undo or redo in the editor: the entries (edits) it took back or put back.
+
+    Continuations are matched to their entry by identity, not by text, so a redo finds its
+    continuation even after other steps moved the text around it. ``start`` is the offset
+    where the first entry begins in the text after the step.
+    """
+
+    kind: str  # UNDO or REDO
+    entries: tuple[Any, ...]
+    start: int
+
+
+def _written_by(continuations: list[Continuation], step: HistoryStep) -> Continuation | None:
+    """The continuation whose undo entry is the step's only entry, if any."""
+    if len(step.entries) != 1:
+        return None
+    for continuation in continuations:
+        if continuation.history_entry is step.entries[0]:
+            return continuation
+    return None
+
+
 class ContinuationLog:
     """The live (marked) continuations in story order of creation, plus recently undone ones."""
 
@@ -184,39 +211,52 @@ class ContinuationLog:
 
     # ------------------------------------------------------------------ changes made by the writer
 
-    def writer_edit(self, old: str, new: str) -> None:
-        """Follow an edit the writer made (typing, paste, undo, redo) from ``old`` to ``new``.
+    def writer_edit(self, old: str, new: str, step: HistoryStep | None = None) -> None:
+        """Follow an edit the writer made from ``old`` to ``new``.
 
-        Removing exactly a continuation (undo) files it as undone; putting exactly that text
-        back at its spot (redo) brings it back with its alternatives. Other continuations move
-        with the text, and one the edit touches counts as edited by the writer: no longer marked.
+        ``step`` is None for typing, paste and the like: nothing can be redone after those, so
+        undone continuations are forgotten. For an undo or redo it names the editor's entries:
+        undoing the one that wrote a continuation files the continuation as undone, redoing it
+        brings it back with its alternatives, however many other steps were undone and redone
+        in between. Other continuations move with the text, and one the edit touches counts as
+        edited by the writer: no longer marked.
         """
         if old == new:
             return
         growth = len(new) - len(old)
-        for continuation in reversed(self.live):
-            size = continuation.end - continuation.start
-            a, b = continuation.start, continuation.end
-            if size and growth == -size and new[:a] == old[:a] and new[a:] == old[b:]:
-                self.live.remove(continuation)
-                self._shift(b, -size)
-                self.undone.append(continuation)
-                del self.undone[: -self.MAX_UNDONE]
-                return
-        for continuation in reversed(self.undone):
-            size = len(continuation.text)
-            a = continuation.start
-            if (
-                size
-                and growth == size
-                and new[:a] == old[:a]
-                and new.startswith(continuation.text, a)
-                and new[a + size :] == old[a:]
-            ):
-                self.undone.remove(continuation)
-                self._shift(a, size)
-                self.live.append(continuation)
-                return
+        if step is None:
+            self._follow(old, new)
+            self.undone.clear()
+        elif step.kind == UNDO and (continuation := _written_by(self.live, step)):
+            self._take_back(continuation, growth)
+        elif step.kind == REDO and (continuation := _written_by(self.undone, step)):
+            if new.startswith(continuation.text, step.start):
+                self._put_back(continuation, step.start, growth)
+            else:
+                self.undone.remove(continuation)  # not its text: nothing to bring back
+                self._follow(old, new)
+        else:
+            self._follow(old, new)
+
+    def _take_back(self, continuation: Continuation, growth: int) -> None:
+        """Its undo entry was undone: file it away and move the others along."""
+        self.live.remove(continuation)
+        start, end = continuation.start, continuation.end
+        self.replaced(start, end, end - start + growth, owner=None)
+        self.undone.append(continuation)
+        del self.undone[: -self.MAX_UNDONE]
+
+    def _put_back(self, continuation: Continuation, start: int, growth: int) -> None:
+        """Its undo entry was redone: it is at ``start`` again, marked, with its alternatives."""
+        self.undone.remove(continuation)
+        size = len(continuation.text)
+        continuation.start = start
+        self.replaced(start, start + size - growth, size, owner=continuation)
+        self.live.append(continuation)
+
+    def _follow(self, old: str, new: str) -> None:
+        """Move continuations after a plain edit; unmark the ones it touches."""
+        growth = len(new) - len(old)
         prefix = _common_prefix(old, new)
         suffix = _common_suffix(old, new, limit=min(len(old), len(new)) - prefix)
         old_end = len(old) - suffix
@@ -227,12 +267,6 @@ class ContinuationLog:
                 continuation.start += growth
             else:
                 self.live.remove(continuation)
-        self.undone.clear()
-
-    def _shift(self, from_offset: int, delta: int) -> None:
-        for continuation in self.live:
-            if continuation.start >= from_offset:
-                continuation.start += delta
 
     # ------------------------------------------------------------------ display
 

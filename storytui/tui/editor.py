@@ -4,8 +4,9 @@ What it adds to Textual's TextArea:
 
 * ``marks``: character ranges drawn with the ``story-editor--*`` component styles (generated
   text, or its tokens coloured by probability), applied through ``get_line``.
-* ``on_writer_edit(old, new)``: called after every change the writer makes (typing, paste,
-  undo, redo) so the app can keep its continuation record in step with the text.
+* ``on_writer_edit(old, new, step)``: called after every change the writer makes (typing,
+  paste, undo, redo) so the app can keep its continuation record in step with the text;
+  ``step`` names the undo entries an undo or redo moved (None for other changes).
 * ``app_edit()``: a block in which the app changes the text itself; those changes are not
   reported and, unless asked, not recorded in the undo history. The app records each finished
   continuation as one undo step, so ctrl+z removes a whole continuation at once.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -24,7 +25,7 @@ from textual.geometry import Offset
 from textual.widgets import TextArea
 from textual.widgets.text_area import Edit, EditHistory, Location
 
-from storytui.tui.continuations import Mark
+from storytui.tui.continuations import REDO, UNDO, HistoryStep, Mark
 
 MARK_STYLES = ("generated", "prob-high", "prob-mid", "prob-low", "prob-rare")
 
@@ -53,7 +54,7 @@ class StoryEditor(TextArea):
         self,
         text: str = "",
         *,
-        on_writer_edit: Callable[[str, str], None] | None = None,
+        on_writer_edit: Callable[[str, str, HistoryStep | None], None] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(
@@ -87,28 +88,37 @@ class StoryEditor(TextArea):
     def undo(self) -> None:
         if self.read_only:
             return  # the app is writing: its text is not in the history yet
-        super().undo()
-        self._text_changed()
+        self._move_in_history(UNDO, self.history.undo_stack, super().undo)
 
     def redo(self) -> None:
         if self.read_only:
             return
-        super().redo()
-        self._text_changed()
+        self._move_in_history(REDO, self.history.redo_stack, super().redo)
+
+    def _move_in_history(
+        self, kind: str, stack: Sequence[list[Edit]], move: Callable[[], None]
+    ) -> None:
+        """Undo or redo the newest batch of ``stack`` and report which entries it moved."""
+        if not stack:
+            return
+        entries = tuple(stack[-1])
+        move()
+        start = self.index_of(entries[0].top) if entries else 0
+        self._text_changed(HistoryStep(kind, entries, start))
 
     def load_text(self, text: str) -> None:
         super().load_text(text)
         self._line_starts = None
         self._snapshot = self.text
 
-    def _text_changed(self) -> None:
+    def _text_changed(self, step: HistoryStep | None = None) -> None:
         self._line_starts = None
         if self._app_edit_depth:
             return
         old, new = self._snapshot, self.text
         self._snapshot = new
         if old != new and self.on_writer_edit is not None:
-            self.on_writer_edit(old, new)
+            self.on_writer_edit(old, new, step)
 
     @contextlib.contextmanager
     def app_edit(self, *, record: bool = False, follow: bool = True) -> Iterator[None]:
