@@ -22,8 +22,11 @@ def _disk_error(path: Path, exc: OSError) -> StoryError:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see either the old or the new file."""
-    path = Path(path)
+    """Replace ``path`` with ``data`` so that readers see either the old or the new file.
+
+    A symlink is written through: its target is replaced and the link stays a link.
+    """
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:

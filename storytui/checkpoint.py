@@ -73,15 +73,28 @@ class CheckpointMeta:
 
     @classmethod
     def from_json(cls, data: dict) -> CheckpointMeta:
+        if not isinstance(data, dict):
+            raise ValueError("it must hold one JSON object")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise ValueError(
                 f"format_version {version!r} is not supported (expected {FORMAT_VERSION})"
             )
+        tokenizer = data["tokenizer"]
+        if not isinstance(tokenizer, dict) or not all(
+            isinstance(tokenizer.get(key), str) for key in ("name", "hash")
+        ):
+            raise ValueError("tokenizer needs a name and a hash")
+        for key, kind in (("preset", str), ("stage", str), ("created", str), ("extra", dict)):
+            if key in data and not isinstance(data[key], kind):
+                raise ValueError(f"{key} must be a {kind.__name__}, not {data[key]!r}")
+        for key in ("val_loss", "val_bpb"):
+            if not isinstance(data.get(key), int | float | None) or isinstance(data.get(key), bool):
+                raise ValueError(f"{key} must be a number, not {data[key]!r}")
         return cls(
             model=ModelConfig.from_json(data["model"]),
-            tokenizer=data["tokenizer"]["name"],
-            tokenizer_hash=data["tokenizer"]["hash"],
+            tokenizer=tokenizer["name"],
+            tokenizer_hash=tokenizer["hash"],
             preset=data.get("preset", "custom"),
             stage=data.get("stage", "pretrain"),
             parent=data.get("parent"),
@@ -156,8 +169,9 @@ def read_meta(directory: Path) -> CheckpointMeta:
         ) from exc
     try:
         return CheckpointMeta.from_json(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise StoryError(f"checkpoint {directory}: {CONFIG_FILE} is malformed ({exc})") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise StoryError(f"checkpoint {directory}: {CONFIG_FILE} is malformed ({detail})") from exc
 
 
 def load_checkpoint(directory: Path, *, device: str | torch.device = "cpu") -> Checkpoint:
@@ -271,23 +285,53 @@ def resolve_model(name_or_dir: str | None) -> Path:
     The best available is the newest finetuned checkpoint, else the newest pretrained one, else
     the bundled default.
     """
-    if name_or_dir:
-        as_path = Path(name_or_dir).expanduser()
-        if as_path.is_dir() and (as_path / CONFIG_FILE).exists():
-            return as_path
-        named = paths.model_dir(name_or_dir)
-        if named.is_dir():
-            return named
-        if name_or_dir == "default" and (paths.bundled_model_dir() / CONFIG_FILE).is_file():
-            return paths.bundled_model_dir()
-        if as_path.is_dir():
-            raise StoryError(f"{as_path} is not a checkpoint directory (no {CONFIG_FILE})")
-        raise StoryError(f"no model named {name_or_dir!r}; `storytui models` lists them")
-    usable = [e for e in list_checkpoints(include_bundled=False) if e.meta is not None]
-    for stage in ("finetune", "imported", "pretrain"):
-        staged = [e for e in usable if e.meta.stage == stage]
-        if staged:
-            return max(staged, key=lambda e: e.meta.created).path
+    if name_or_dir is None:
+        candidates = model_candidates()
+        if not candidates:
+            raise StoryError(NO_MODEL_HINT)
+        return candidates[0]
+    if not name_or_dir.strip():
+        raise StoryError("the model name is empty; `storytui models` lists them")
+    as_path = Path(name_or_dir).expanduser()
+    if as_path.is_dir() and (as_path / CONFIG_FILE).exists():
+        return as_path
+    plain_name = paths.MODEL_NAME.fullmatch(name_or_dir) is not None
+    if plain_name and paths.model_dir(name_or_dir).is_dir():
+        return paths.model_dir(name_or_dir)
+    bundled = paths.bundled_model_dir()
+    if name_or_dir == paths.BUNDLED_MODEL_NAME and (bundled / CONFIG_FILE).is_file():
+        return bundled
+    if as_path.is_dir():
+        raise StoryError(f"{as_path} is not a checkpoint directory (no {CONFIG_FILE})")
+    raise StoryError(f"no model named {name_or_dir!r}; `storytui models` lists them")
+
+
+def model_candidates(entries: list[ModelEntry] | None = None) -> list[Path]:
+    """The checkpoints a command without ``--model`` tries, best first: finetuned, imported,
+    then pretrained ones, newest first within each, then the bundled default. ``entries``: a
+    ``list_checkpoints()`` the caller already has."""
+    if entries is None:
+        entries = list_checkpoints()
+    usable = [e for e in entries if e.meta is not None and not e.bundled]
+    order = {"finetune": 0, "imported": 1, "pretrain": 2}
+    usable = [e for e in usable if e.meta.stage in order]
+    usable.sort(key=lambda e: e.meta.created, reverse=True)
+    usable.sort(key=lambda e: order[e.meta.stage])  # stable: newest first within a stage
+    candidates = [e.path for e in usable]
     if (paths.bundled_model_dir() / CONFIG_FILE).is_file():
-        return paths.bundled_model_dir()
+        candidates.append(paths.bundled_model_dir())
+    return candidates
+
+
+def load_best_checkpoint() -> tuple[Checkpoint, list[str]]:
+    """The first of ``model_candidates`` that loads, and why each one before it did not: a
+    broken newest checkpoint must not leave the writer without any model."""
+    skipped: list[str] = []
+    for candidate in model_candidates():
+        try:
+            return load_checkpoint(candidate), skipped
+        except StoryError as exc:
+            skipped.append(str(exc))
+    if skipped:
+        raise StoryError(f"no model could be loaded: {skipped[0]}")
     raise StoryError(NO_MODEL_HINT)

@@ -16,7 +16,10 @@ import typer
 from storytui.errors import StoryError
 
 app = typer.Typer(
-    help="Co-write stories in the terminal with a small language model you train yourself.",
+    help=(
+        "Co-write stories in the terminal with a small language model you train yourself. "
+        "`storytui [FILE]` opens the co-writing app on FILE (or on the last story)."
+    ),
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -26,6 +29,24 @@ models_app = typer.Typer(
     help="List, inspect, import and evaluate models.", invoke_without_command=True
 )
 app.add_typer(models_app, name="models")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"storytui {version('storytui')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Options that come before any command."""
 
 
 def _mount_trainer() -> None:
@@ -81,7 +102,7 @@ def continue_story(
 ) -> None:
     """Stream a continuation of FILE to standard output."""
     from storytui.sampling import SamplingSettings
-    from storytui.textfile import read_story
+    from storytui.textfile import decode_text, read_story_bytes
 
     settings = SamplingSettings(
         temperature=temperature,
@@ -97,11 +118,12 @@ def continue_story(
     ).validate()
     if in_place and file == "-":
         raise StoryError("--in-place needs a file, not standard input")
-    original = read_story(file)
+    on_disk = read_story_bytes(file)
+    original = decode_text(on_disk, "standard input" if file == "-" else file)
 
     from storytui.session import load_generator
 
-    generator = load_generator(model, precision=precision)
+    generator = load_generator(model, precision=precision, on_skip=_warn_skipped)
     pieces: list[str] = []
     out = sys.stdout
     for delta in generator.stream(original, settings, prompt=prompt, memory=memory):
@@ -110,12 +132,17 @@ def continue_story(
         out.flush()
     out.write("\n")
     out.flush()
-    if in_place:
-        from storytui.atomic import atomic_write_text
+    if in_place:  # the file's own bytes stay exactly as they were; the continuation follows
+        from storytui.atomic import atomic_write_bytes
+        from storytui.textfile import appended_bytes
 
-        if read_story(file) != original:
+        if read_story_bytes(file) != on_disk:
             raise StoryError(f"{file} changed while generating; the continuation was not written")
-        atomic_write_text(Path(file), original + "".join(pieces))
+        atomic_write_bytes(Path(file), on_disk + appended_bytes(on_disk, "".join(pieces)))
+
+
+def _warn_skipped(reason: str) -> None:
+    print(f"storytui: warning: skipped a model that does not load: {reason}", file=sys.stderr)
 
 
 @models_app.callback()
@@ -203,8 +230,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: route `storytui [FILE]` to the TUI, print user errors as one line."""
     from typer.exceptions import TyperException
 
+    if sys.stdout is None:  # started with standard output closed (`>&-`)
+        _fail("standard output is closed; nothing was done", 1)
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or (args[0] not in KNOWN_COMMANDS and not args[0].startswith("-")):
+        _refuse_mistyped_command(args)
         args = ["open", *args]
     _mount_trainer()
     try:
@@ -229,8 +259,25 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code)
 
 
+def _refuse_mistyped_command(args: list[str]) -> None:
+    """`storytui contine story.txt` is a typo, not a story named "contine" to open."""
+    import difflib
+
+    if not args or Path(args[0]).exists():
+        return
+    commands = sorted(KNOWN_COMMANDS - {"open"})
+    close = difflib.get_close_matches(args[0], commands, n=1, cutoff=0.7)
+    if close:
+        _fail(
+            f"no command {args[0]!r} (did you mean {close[0]!r}?); to open a new story of that "
+            f"name: storytui ./{args[0]}",
+            2,
+        )
+
+
 def _fail(message: str, code: int) -> None:
-    sys.stdout.flush()
+    if sys.stdout is not None:
+        sys.stdout.flush()
     print(
         f"storytui: error: {message}" if code != 130 else "storytui: interrupted", file=sys.stderr
     )

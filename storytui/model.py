@@ -18,6 +18,14 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild the network; stored in each checkpoint's config.json."""
@@ -38,11 +46,33 @@ class ModelConfig:
     n_kv_head: int | None = None
 
     def __post_init__(self) -> None:
+        """Refuse any config the network cannot be built from (a hand-edited config.json
+        included), so a bad value fails here with its name, not deep inside torch."""
+        sizes = ["vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_hidden"]
+        if self.n_kv_head is not None:
+            sizes.append("n_kv_head")
+        for name in sizes:
+            value = getattr(self, name)
+            if not _is_integer(value) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        numbers = [
+            ("dropout", lambda x: 0 <= x < 1, "in [0, 1)"),
+            ("norm_eps", lambda x: 0 < x < 1, "in (0, 1)"),
+            ("rope_theta", lambda x: x > 0, "above 0"),
+        ]
+        for name, valid, rule in numbers:
+            value = getattr(self, name)
+            if not _is_real(value) or not valid(value):
+                raise ValueError(f"{name} must be a number {rule}, not {value!r}")
+        if not isinstance(self.arch, str):
+            raise ValueError(f"arch must be a name, not {self.arch!r}")
         if self.n_embd % self.n_head or self.n_head % self.kv_heads:
             raise ValueError(
                 f"width {self.n_embd}, {self.n_head} heads and {self.kv_heads} key/value heads "
                 "do not divide evenly"
             )
+        if self.arch == "storytui" and self.head_dim % 2:  # rotary turns pairs of dimensions
+            raise ValueError(f"head size {self.head_dim} must be even")
 
     @property
     def head_dim(self) -> int:
@@ -62,10 +92,14 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"model must be an object of sizes, not {data!r}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        if "vocab_size" not in data:
+            raise ValueError("model has no vocab_size")
         return cls(**data)
 
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import shutil
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from storytui import paths
-from storytui.checkpoint import CheckpointMeta, list_checkpoints, read_meta, resolve_model
+from storytui.checkpoint import (
+    CheckpointMeta,
+    list_checkpoints,
+    model_candidates,
+    read_meta,
+    resolve_model,
+)
 from storytui.errors import StoryError
 
 
@@ -22,29 +29,32 @@ def _fmt_count(n: int | None) -> str:
 
 
 def print_presets(console: Console | None = None) -> None:
+    """One row per preset; the vocabularies' sizes go below the table so that it fits in 80
+    columns (the parameter counts depend on them)."""
     from storytui.model import PRESETS, count_parameters
     from storytui.tokenizer import load_tokenizer
 
     console = console or Console()
-    table = Table(title="Model presets")
+    table = Table(title="Model presets", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     numeric = ("parameters", "layers", "width", "heads", "context")
     for column in ("preset", *numeric, "vocabulary", "for"):
-        # numbers never wrap: a narrow terminal squeezes the description instead
+        # numbers and names never wrap: a narrow terminal wraps the description instead
         table.add_column(
             column,
             justify="right" if column in numeric else "left",
             no_wrap=column != "for",
+            min_width=12 if column == "for" else None,
         )
+    vocabularies: dict[str, str] = {}
     for preset in PRESETS.values():
         try:
             tokenizer = load_tokenizer(preset.tokenizer)
-            vocab, params = (
-                tokenizer.n_vocab,
-                f"{count_parameters(preset.config(tokenizer.n_vocab)):,}",
-            )
-            vocab_label = f"{tokenizer.name} ({vocab:,})"
+            params = f"{count_parameters(preset.config(tokenizer.n_vocab)):,}"
+            vocab_name = tokenizer.name
+            vocabularies[vocab_name] = f"{tokenizer.n_vocab:,} tokens"
         except StoryError:
-            vocab_label, params = f"{preset.tokenizer} (not available)", "-"
+            vocab_name, params = str(preset.tokenizer), "-"
+            vocabularies[vocab_name] = "not available here"
         table.add_row(
             preset.name,
             params,
@@ -52,13 +62,15 @@ def print_presets(console: Console | None = None) -> None:
             str(preset.n_embd),
             _heads(preset.n_head, preset.n_kv_head or preset.n_head),
             str(preset.block_size),
-            vocab_label,
+            vocab_name,
             preset.description,
         )
+    table.caption = "; ".join(f"{name}: {size}" for name, size in vocabularies.items())
     console.print(table)
 
 
 def print_model_list(console: Console | None = None) -> None:
+    """The checkpoints, with a ``*`` on the one a command without ``--model`` uses."""
     console = console or Console()
     entries = list_checkpoints()
     if not entries:
@@ -67,13 +79,25 @@ def print_model_list(console: Console | None = None) -> None:
 
         console.print(NO_MODEL_HINT[0].upper() + NO_MODEL_HINT[1:] + ".")
         return
-    table = Table(title=f"Models in {paths.models_dir()}")
-    for column in ("name", "preset", "parameters", "stage", "tokens seen", "val bpb", "date"):
-        table.add_column(column)
+    first_choice = next(iter(model_candidates(entries)), None)
+    table = Table(
+        title=f"Models in {paths.models_dir()}",
+        caption="* used when no --model is given",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("name", "preset", "params", "stage", "tokens", "val bpb", "date"):
+        table.add_column(
+            column, no_wrap=column != "name", min_width=9 if column == "name" else None
+        )
+    broken = []
     for entry in entries:
-        name = entry.name + (" (bundled)" if entry.bundled else "")
+        name = ("* " if entry.path == first_choice else "") + entry.name
+        name += " (bundled)" if entry.bundled else ""
         if entry.meta is None:
-            table.add_row(name, "[red]unreadable[/]", "", "", "", "", entry.error or "")
+            table.add_row(name, "", "", "", "", "", "[red]unreadable[/]")
+            broken.append(entry.error or "")
             continue
         m = entry.meta
         table.add_row(
@@ -86,6 +110,8 @@ def print_model_list(console: Console | None = None) -> None:
             m.created[:16].replace("T", " "),
         )
     console.print(table)
+    for error in broken:  # whole, below the table: a cell would cut the reason short
+        console.print(f"[red]unreadable:[/] {error}", highlight=False)
 
 
 def _heads(query: int, key_value: int) -> str:
@@ -133,9 +159,14 @@ def print_model_info(name: str, console: Console | None = None) -> None:
 
 
 def remove_model(name: str, confirm: bool = True) -> None:
+    """Delete one model directory inside ``models/``, by name only: never a path, so a slip of
+    the keyboard cannot reach anything else."""
     directory = paths.model_dir(name)
     if not directory.is_dir():
-        raise StoryError(f"no model named {name!r} in {paths.models_dir()}")
+        bundled = (
+            " (the bundled model cannot be removed)" if name == paths.BUNDLED_MODEL_NAME else ""
+        )
+        raise StoryError(f"no model named {name!r} in {paths.models_dir()}{bundled}")
     if confirm:
         import typer
 

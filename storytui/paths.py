@@ -13,11 +13,16 @@ Everything lives under the user data dir (platformdirs) or ``$STORYTUI_HOME`` wh
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import platformdirs
 
+from storytui.errors import StoryError
+
 APP_NAME = "storytui"
+BUNDLED_MODEL_NAME = "default"  # how the model shipped in assets/ is named and listed
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -33,8 +38,25 @@ def models_dir() -> Path:
     return home() / "models"
 
 
+def check_model_name(name: str) -> str:
+    """A model name is one plain directory inside ``models/``: never a path that leads out."""
+    if not MODEL_NAME.fullmatch(name):
+        raise StoryError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(at most 64, starting with a letter or digit)"
+        )
+    return name
+
+
+def check_new_model_name(name: str) -> str:
+    """A name for a model about to be written: a valid name that does not hide the bundled one."""
+    if check_model_name(name) == BUNDLED_MODEL_NAME:
+        raise StoryError(f"{name!r} is the bundled model's name; choose another")
+    return name
+
+
 def model_dir(name: str) -> Path:
-    return models_dir() / name
+    return models_dir() / check_model_name(name)
 
 
 def runs_dir() -> Path:
@@ -42,7 +64,7 @@ def runs_dir() -> Path:
 
 
 def run_dir(name: str) -> Path:
-    return runs_dir() / name
+    return runs_dir() / check_model_name(name)  # a run is named after the model it writes
 
 
 def data_dir() -> Path:

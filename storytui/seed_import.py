@@ -98,7 +98,7 @@ def build_seed_model(seed: SeedFile) -> SeedModel:
 
 def import_seed_checkpoint(source: Path, name: str, *, force: bool = False) -> Path:
     """Convert ``source`` into the checkpoint ``name`` in the data dir and return its path."""
-    _check_model_name(name)
+    paths.check_new_model_name(name)
     target = paths.model_dir(name)
     if target.exists() and not force:
         raise StoryError(f"a model named {name!r} already exists; choose another --name or --force")
@@ -286,12 +286,6 @@ def _check_lecture_shapes(
 def _first(keys: list[str]) -> str:
     more = f" (and {len(keys) - 3} more)" if len(keys) > 3 else ""
     return ", ".join(keys[:3]) + more
-
-
-def _check_model_name(name: str) -> None:
-    """A model name is one plain directory name inside the models dir."""
-    if not name or name in (".", "..") or name.startswith(".") or re.search(r"[/\\\x00]", name):
-        raise StoryError(f"invalid model name {name!r}: use letters, digits, '-', '_' or '.'")
 
 
 def print_import_summary(directory: Path) -> None:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from storytui.checkpoint import Checkpoint, load_checkpoint, resolve_model
+from storytui.checkpoint import Checkpoint, load_best_checkpoint, load_checkpoint, resolve_model
 from storytui.generation import DEFAULT_PRECISION, Generator
 
 
-def load_generator(name_or_dir: str | None, precision: str | None = None) -> Generator:
-    checkpoint = load_checkpoint(resolve_model(name_or_dir))
+def load_generator(
+    name_or_dir: str | None,
+    precision: str | None = None,
+    on_skip: Callable[[str], object] | None = None,
+) -> Generator:
+    """The named model, or with ``None`` the best one that loads; ``on_skip`` hears why each
+    better one could not."""
+    if name_or_dir is not None:
+        return generator_for(load_checkpoint(resolve_model(name_or_dir)), precision)
+    checkpoint, skipped = load_best_checkpoint()
+    for reason in skipped:
+        if on_skip is not None:
+            on_skip(reason)
     return generator_for(checkpoint, precision)
 
 

@@ -6,6 +6,7 @@ it, so the model always sees at inference exactly the layout it was trained on.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 # storytui's own layout: short headers a writer would recognise; the story is last so that
@@ -35,14 +36,39 @@ class StoryTemplate:
             "stop_strings": list(self.stop_strings),
         }
 
+    def __post_init__(self) -> None:
+        """Refuse a layout ``format_story`` could not fill (a hand-edited config.json), here
+        rather than when the writer first sets a prompt."""
+        for name, allowed in (("with_memory", {"prompt", "memory"}), ("prompt_only", {"prompt"})):
+            text = getattr(self, name)
+            if not isinstance(text, str):
+                raise ValueError(f"template {name} must be text, not {text!r}")
+            try:
+                fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+            except ValueError as exc:
+                raise ValueError(f"template {name} is not a valid layout ({exc})") from None
+            unknown = sorted(fields - allowed)
+            if unknown:
+                slots = ", ".join("{" + slot + "}" for slot in sorted(allowed))
+                raise ValueError(
+                    f"template {name} has unknown slot {{{unknown[0]}}} (it may use {slots})"
+                )
+        if not all(isinstance(stop, str) and stop for stop in self.stop_strings):
+            raise ValueError("template stop_strings must be non-empty strings")
+
     @classmethod
     def from_json(cls, data: dict | None) -> StoryTemplate:
         if not data:
             return cls()
+        if not isinstance(data, dict):
+            raise ValueError(f"template must be an object, not {data!r}")
+        stops = data.get("stop_strings", ())
+        if not isinstance(stops, list | tuple):
+            raise ValueError(f"template stop_strings must be a list, not {stops!r}")
         return cls(
             with_memory=data.get("with_memory", DEFAULT_TEMPLATE),
             prompt_only=data.get("prompt_only", PROMPT_ONLY_TEMPLATE),
-            stop_strings=tuple(data.get("stop_strings", ())),
+            stop_strings=tuple(stops),
         )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from storytui.errors import StoryError
 
 MAX_STORY_BYTES = 50 * 1024 * 1024
+_UTF8_BOM = "\ufeff".encode()
 
 
 def looks_binary(data: bytes) -> bool:
@@ -28,8 +29,14 @@ def decode_text(data: bytes, label: str) -> str:
 
 def read_story(path: str | Path) -> str:
     """Read a story file, or standard input for ``-``."""
+    return decode_text(read_story_bytes(path), "standard input" if str(path) == "-" else str(path))
+
+
+def read_story_bytes(path: str | Path) -> bytes:
+    """A story file's bytes exactly as they are on disk (standard input for ``-``), after the
+    checks every story read makes; ``decode_text`` turns them into the text."""
     if str(path) == "-":
-        return decode_text(sys.stdin.buffer.read(), "standard input")
+        return sys.stdin.buffer.read()
     path = Path(path).expanduser()
     if not path.exists():
         raise StoryError(f"no such file: {path}")
@@ -39,9 +46,31 @@ def read_story(path: str | Path) -> str:
         size = path.stat().st_size
         if size > MAX_STORY_BYTES:
             raise StoryError(f"{path} is {size // 2**20} MiB; stories over 50 MiB are refused")
-        data = path.read_bytes()
+        return path.read_bytes()
     except PermissionError as exc:
         raise StoryError(f"cannot read {path}: permission denied") from exc
     except OSError as exc:
         raise StoryError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return decode_text(data, str(path))
+
+
+def line_break(data: bytes) -> str:
+    """The line break a file uses: ``\r\n`` when every one of its breaks is, else ``\n``."""
+    crlf = data.count(b"\r\n")
+    return "\r\n" if crlf and crlf == data.count(b"\n") else "\n"
+
+
+def appended_bytes(existing: bytes, addition: str) -> bytes:
+    """``addition`` encoded to follow ``existing`` in the same file: in its line breaks, so a
+    Windows-style story stays one (its own bytes, byte-order mark included, are kept as is)."""
+    return _in_line_breaks(addition, line_break(existing)).encode("utf-8")
+
+
+def encoded_like(existing: bytes, text: str) -> bytes:
+    """``text`` as the new version of a file that held ``existing``: with its byte-order mark
+    and its line breaks, which reading the file took off (``decode_text``, the editor)."""
+    bom = _UTF8_BOM if existing.startswith(_UTF8_BOM) else b""
+    return bom + _in_line_breaks(text, line_break(existing)).encode("utf-8")
+
+
+def _in_line_breaks(text: str, newline: str) -> str:
+    return text if newline == "\n" else text.replace("\r\n", "\n").replace("\n", newline)

@@ -11,6 +11,8 @@ import torch
 from storytui.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
+    list_checkpoints,
+    load_best_checkpoint,
     load_checkpoint,
     read_meta,
     resolve_model,
@@ -122,6 +124,49 @@ def test_corrupt_checkpoints_are_refused_in_one_line(
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model": {"n_head": 0}}, "n_head must be a positive integer, not 0"),
+        ({"model": {"block_size": -1}}, "block_size must be a positive integer"),
+        ({"model": {"n_layer": True}}, "n_layer must be a positive integer, not True"),
+        ({"model": {"n_embd": "abc"}}, "n_embd must be a positive integer, not 'abc'"),
+        ({"model": {"n_kv_head": 0}}, "n_kv_head must be a positive integer"),
+        ({"model": {"rope_theta": None}}, "rope_theta must be a number above 0"),
+        ({"model": {"dropout": 1.5}}, "dropout must be a number in [0, 1)"),
+        ({"model": {"norm_eps": 0}}, "norm_eps must be a number in (0, 1)"),
+        ({"model": {"n_head": 3}}, "do not divide evenly"),
+        ({"model": {"n_embd": 30, "n_head": 2, "n_kv_head": None}}, "head size 15 must be even"),
+        ({"model": [1]}, "model must be an object"),
+        ({"tokenizer": "storytui-16k"}, "tokenizer needs a name and a hash"),
+        ({"val_bpb": "low"}, "val_bpb must be a number"),
+        ({"template": {"with_memory": "{nope}"}}, "unknown slot {nope}"),
+        ({"template": {"prompt_only": "{prompt} {memory}"}}, "unknown slot {memory}"),
+        ({"template": {"prompt_only": "{prompt"}}, "not a valid layout"),
+        ({"template": {"stop_strings": "###"}}, "stop_strings must be a list"),
+        ({"template": {"stop_strings": [""]}}, "non-empty strings"),
+    ],
+)
+def test_hand_edited_configs_are_refused_by_name(
+    tiny_checkpoint: Path, change: dict, message: str
+) -> None:
+    """Each value that would fail deep inside torch or at the first prompt is named when the
+    checkpoint is read; `storytui models` then lists it as unreadable instead of crashing."""
+    config = tiny_checkpoint / "config.json"
+    data = json.loads(config.read_text())
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    config.write_text(json.dumps(data))
+    with pytest.raises(StoryError) as info:
+        read_meta(tiny_checkpoint)
+    assert message in str(info.value) and "malformed" in str(info.value)
+    entry = next(e for e in list_checkpoints() if e.name == tiny_checkpoint.name)
+    assert entry.meta is None and message in entry.error
+
+
 def test_resolve_prefers_newest_finetune_then_pretrain(storytui_home: Path) -> None:
     models = storytui_home / "models"
     with pytest.raises(StoryError, match="no model yet"):
@@ -136,3 +181,40 @@ def test_resolve_prefers_newest_finetune_then_pretrain(storytui_home: Path) -> N
     with pytest.raises(StoryError, match="no model named 'missing'"):
         resolve_model("missing")
     assert read_meta(models / "ft").stage == "finetune"
+
+
+def test_model_names_never_lead_out_of_the_models_dir(storytui_home: Path) -> None:
+    from storytui import paths
+
+    for name in ("..", ".", "../victim", "/tmp", "a/b", "", ".hidden", "x" * 65):
+        with pytest.raises(StoryError, match="invalid model name"):
+            paths.model_dir(name)
+    assert paths.model_dir("my-model_2.1") == storytui_home / "models" / "my-model_2.1"
+    with pytest.raises(StoryError, match="bundled model's name"):
+        paths.check_new_model_name("default")
+
+
+def test_a_broken_best_model_falls_back_to_the_next(storytui_home: Path) -> None:
+    """Weights that fail to load only show at load time: the next candidate is used."""
+    models = storytui_home / "models"
+    make_tiny_checkpoint(models / "older", stage="finetune", created="2026-01-01T00:00:00+00:00")
+    newest = make_tiny_checkpoint(
+        models / "newest", stage="finetune", created="2026-02-01T00:00:00+00:00"
+    )
+    assert resolve_model(None) == newest
+    _corrupt(newest, "truncated")
+    checkpoint, skipped = load_best_checkpoint()
+    assert checkpoint.name == "older"
+    assert len(skipped) == 1 and "newest" in skipped[0] and "truncated" in skipped[0]
+    _corrupt(models / "older", "truncated")
+    with pytest.raises(StoryError, match="no model could be loaded"):
+        load_best_checkpoint()
+
+
+def test_explicit_model_names_are_checked(storytui_home: Path, tmp_path: Path) -> None:
+    with pytest.raises(StoryError, match="model name is empty"):
+        resolve_model("")
+    with pytest.raises(StoryError, match="not a checkpoint directory"):
+        resolve_model(str(tmp_path))
+    with pytest.raises(StoryError, match=r"no model named '\.\./x'"):
+        resolve_model("../x")

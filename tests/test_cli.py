@@ -230,3 +230,128 @@ def test_output_streams_before_the_end_and_ctrl_c_is_clean(
     assert process.returncode == 130
     assert err.decode().strip() == "storytui: interrupted"
     assert story.read_text() == STORY  # in-place: the old file, untouched
+
+
+def test_models_rm_takes_only_a_model_name(
+    tiny_checkpoint: Path, storytui_home: Path, tmp_path: Path, capsys
+) -> None:
+    """A path, `.` or `..` never reaches rmtree: only a directory inside models/ by name."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("mine")
+    (storytui_home / "runs" / "a-run").mkdir(parents=True)
+    for name in (str(victim), "../../victim", "../runs/a-run", ".", ".."):
+        code, _, err = run_cli(["models", "rm", name, "--yes"], capsys)
+        assert code == 1 and "invalid model name" in err and len(err.splitlines()) == 1, err
+    assert (victim / "notes.txt").read_text() == "mine"
+    assert (storytui_home / "runs" / "a-run").is_dir() and tiny_checkpoint.is_dir()
+    code, _, err = run_cli(["models", "rm", "default", "--yes"], capsys)
+    assert code == 1 and "no model named 'default'" in err
+
+
+def test_tables_fit_80_columns(tiny_checkpoint: Path, storytui_home: Path) -> None:
+    from rich.console import Console
+
+    from storytui.model import PRESETS
+    from storytui.model_views import print_model_list, print_presets
+
+    for show in (print_presets, print_model_list):
+        console = Console(width=80, record=True)
+        show(console)
+        text = console.export_text()
+        assert max(len(line) for line in text.splitlines()) <= 80, text
+        words = " ".join(text.split())
+        if show is print_presets:  # every description whole, wrapped at spaces
+            for preset in PRESETS.values():
+                assert all(word in words for word in preset.description.split()), text
+        else:
+            assert "* tiny-test" in text and "2026" in text  # the default choice is marked
+
+
+def test_in_place_writes_through_a_symlink(tiny_checkpoint: Path, story: Path, capsys) -> None:
+    link = story.with_name("link.txt")
+    link.symlink_to(story.name)
+    args = ["continue", str(link), "-n", "10", "--seed", "1"]
+    _, streamed, _ = run_cli(args, capsys)
+    code, _, err = run_cli([*args, "-i"], capsys)
+    assert code == 0, err
+    assert link.is_symlink() and story.read_text() == STORY + streamed[:-1]
+
+
+@pytest.mark.parametrize(
+    "original",
+    [b"\xef\xbb\xbfOnce upon a time, a fox", b"Line one.\r\nLine two, the", b"a\r\nb\nc, the"],
+    ids=["byte-order-mark", "crlf", "mixed"],
+)
+def test_in_place_keeps_the_files_own_bytes(
+    tiny_checkpoint: Path, tmp_path: Path, capsys, original: bytes
+) -> None:
+    """The story's bytes stay as they were; a Windows-style file gets Windows line breaks."""
+    path = tmp_path / "story.txt"
+    path.write_bytes(original)
+    # newlines guaranteed: stop the continuation only after a few line breaks
+    args = ["continue", str(path), "-n", "40", "--seed", "2", "--temperature", "1.5"]
+    _, streamed, _ = run_cli(args, capsys)
+    code, _, err = run_cli([*args, "-i"], capsys)
+    assert code == 0, err
+    written = path.read_bytes()
+    assert written.startswith(original)
+    added = written[len(original) :].decode("utf-8")
+    crlf_file = original.count(b"\r\n") == original.count(b"\n")
+    expected = streamed[:-1].replace("\n", "\r\n") if crlf_file else streamed[:-1]
+    assert added == expected
+
+
+def test_in_place_turns_new_lines_into_the_files_line_breaks() -> None:
+    from storytui.textfile import appended_bytes
+
+    assert appended_bytes(b"a\r\nb", "c\nd\r\ne") == b"c\r\nd\r\ne"
+    assert appended_bytes(b"a\nb", "c\nd") == b"c\nd"
+    assert appended_bytes(b"a\r\nb\nc", "d\ne") == b"d\ne"  # mixed: left as written
+    assert appended_bytes(b"no breaks", "d\ne") == b"d\ne"
+
+
+def test_closed_stdout_is_one_line(tiny_checkpoint: Path, story: Path, storytui_home: Path) -> None:
+    env = {**os.environ, "STORYTUI_HOME": str(storytui_home)}
+    result = subprocess.run(
+        f'"{sys.executable}" -m storytui.cli continue "{story}" -n 5 >&-',
+        shell=True,
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode().strip() == (
+        "storytui: error: standard output is closed; nothing was done"
+    )
+
+
+def test_mistyped_command_and_version(story: Path, capsys) -> None:
+    code, _, err = run_cli(["contine", str(story)], capsys)
+    assert code == 2 and "no command 'contine' (did you mean 'continue'?)" in err
+    code, out, _ = run_cli(["--version"], capsys)
+    from importlib.metadata import version
+
+    assert code == 0 and out.strip() == f"storytui {version('storytui')}"
+    code, out, _ = run_cli(["--help"], capsys)
+    assert "storytui [FILE]" in " ".join(out.split())
+
+
+def test_model_omitted_skips_a_broken_newest_with_a_warning(
+    storytui_home: Path, story: Path, capsys
+) -> None:
+    from tests.test_checkpoint import _corrupt
+
+    models = storytui_home / "models"
+    make_tiny_checkpoint(models / "good", created="2026-01-01T00:00:00+00:00")
+    broken = make_tiny_checkpoint(models / "broken", created="2026-02-01T00:00:00+00:00")
+    _corrupt(broken, "truncated")
+    code, out, err = run_cli(["continue", str(story), "-n", "5", "--seed", "1"], capsys)
+    assert code == 0 and out.strip()
+    assert err.startswith("storytui: warning: skipped") and "broken" in err
+    assert len(err.splitlines()) == 1
+    _, expected, _ = run_cli(
+        ["continue", str(story), "-n", "5", "--seed", "1", "-m", "good"], capsys
+    )
+    assert out == expected

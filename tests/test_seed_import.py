@@ -181,7 +181,8 @@ def test_seed_preset_shows_the_original_parameter_count(gpt2, capsys, monkeypatc
     code, out, err = run_cli(["models", "presets"], capsys)
     assert code == 0, err
     row = next(line for line in out.splitlines() if " seed " in line)
-    assert "76,852,305" in row and "50,257" in row
+    assert "76,852,305" in row and "gpt2" in row
+    assert "gpt2: 50,257 tokens" in out  # the vocabularies' sizes, below the table
 
 
 @pytest.mark.gpt2

@@ -241,7 +241,8 @@ def test_cli_seed_recipe_plan_and_record():
 def test_cli_rejects_bad_options():
     train_corpus.write_books()
     for args, message in (
-        (["--out", "../escape"], "invalid --out"),
+        (["--out", "../escape"], "--out: invalid model name '../escape'"),
+        (["--out", "default"], "--out: 'default' is the bundled model's name"),
         (["--out", "ok", "--dtype", "fp16", "--device", "cpu"], "fp16 needs a GPU"),
         (["--out", "ok", "--lr", "-1"], "invalid lr"),
         (["--out", "ok", "--time-budget", "0"], "invalid --time-budget"),

@@ -44,6 +44,28 @@ def test_save_and_reopen_keeps_text_prompt_and_memory(tiny_checkpoint, tmp_path)
     run(scenario())
 
 
+def test_saving_keeps_the_files_byte_order_mark_and_line_breaks(tiny_checkpoint, tmp_path):
+    """The editor works on plain \\n text; the file keeps its own convention, a link stays a
+    link."""
+    story = tmp_path / "story.txt"
+    story.write_bytes(b"\xef\xbb\xbfLine one.\r\nLine two.")
+    link = tmp_path / "link.txt"
+    link.symlink_to(story.name)
+
+    async def scenario():
+        app = new_app(link)
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.editor.text == "Line one.\nLine two."
+            app.editor.move_cursor(app.editor.document.end)
+            await pilot.press("enter", *"Three.", "ctrl+s")
+            await pilot.pause()
+            assert not app.modified
+
+    run(scenario())
+    assert link.is_symlink()
+    assert story.read_bytes() == b"\xef\xbb\xbfLine one.\r\nLine two.\r\nThree."
+
+
 def test_save_as_names_the_draft(tiny_checkpoint, tmp_path):
     target = tmp_path / "named.txt"
 

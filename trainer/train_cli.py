@@ -195,15 +195,14 @@ def curves(name: Annotated[str, typer.Argument(help="Run (model) name.")]) -> No
 
 
 def _check_name(name: str) -> None:
-    """A model name becomes a directory name: keep it to one plain path component."""
-    import re
-
+    """``--out`` becomes a model's directory: one plain name that hides no other model."""
+    from storytui import paths
     from storytui.errors import StoryError
 
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
-        raise StoryError(
-            f"invalid --out {name!r}: use letters, digits, '.', '_' or '-' (at most 64)"
-        )
+    try:
+        paths.check_new_model_name(name)
+    except StoryError as exc:
+        raise StoryError(f"--out: {exc}") from None
 
 
 def _minutes(value: float | None) -> float | None:

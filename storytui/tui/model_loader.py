@@ -36,29 +36,38 @@ def load_in_thread(
     announce_stack: bool,
     post: Callable[[Message], object],
 ) -> None:
-    """Load ``target``, else the model named ``preferred``, else the best available one."""
+    """Load ``target``, else the model named ``preferred``, else the best one that loads."""
     import storytui.sampling  # noqa: F401  (imports torch: the slow part)
 
     if announce_stack:
         post(StackReady())
-    from storytui.checkpoint import NO_MODEL_HINT, load_checkpoint, resolve_model
+    from storytui.checkpoint import (
+        NO_MODEL_HINT,
+        load_best_checkpoint,
+        load_checkpoint,
+        resolve_model,
+    )
     from storytui.session import generator_for
 
     notice = None
     try:
-        if target is None:
+        checkpoint = None
+        if target is not None:  # picked by the writer: its own error if it does not load
+            checkpoint = load_checkpoint(target)
+        elif preferred:
             try:
-                target = resolve_model(preferred)
+                checkpoint = load_checkpoint(resolve_model(preferred))
             except StoryError as exc:
-                if not preferred:
-                    raise
                 notice = f"{exc}; using the best available model instead"
-                target = resolve_model(None)
-        generator = generator_for(load_checkpoint(target))
+        if checkpoint is None:
+            checkpoint, skipped = load_best_checkpoint()
+            if skipped and notice is None:
+                notice = f"skipped a model that does not load: {skipped[0]}"
+        generator = generator_for(checkpoint)
     except StoryError as exc:
         error = str(exc)
         if error == NO_MODEL_HINT:
             error, notice = None, NO_MODEL_HINT
         post(ModelLoaded(None, None, error, notice))
         return
-    post(ModelLoaded(generator, Path(target), None, notice))
+    post(ModelLoaded(generator, Path(checkpoint.path), None, notice))

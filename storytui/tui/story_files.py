@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storytui import paths
-from storytui.atomic import atomic_write_text
+from storytui.atomic import atomic_write_bytes, atomic_write_text
 from storytui.errors import StoryError
-from storytui.textfile import read_story
+from storytui.textfile import encoded_like, read_story
 from storytui.tui.continuations import normalize_newlines
 
 SIDECAR_SUFFIX = ".storytui.json"
@@ -100,8 +100,16 @@ def load_story(story_path: Path) -> tuple[Story, list[str]]:
 
 
 def write_story(story_path: Path, story: Story, *, extra: dict | None = None) -> None:
-    """Write the text, then the sidecar (only if there is something to keep in it)."""
-    atomic_write_text(story_path, story.text)
+    """Write the text, then the sidecar (only if there is something to keep in it).
+
+    A file that had a byte-order mark or Windows line breaks keeps them: the editor works on
+    plain ``\n`` text, the writer's file stays in its own convention.
+    """
+    try:
+        existing = story_path.read_bytes() if story_path.is_file() else b""
+    except OSError:
+        existing = b""  # unreadable now: written in the editor's convention
+    atomic_write_bytes(story_path, encoded_like(existing, story.text))
     sidecar = sidecar_path(story_path)
     if story.prompt or story.memory or extra or sidecar.exists():
         data = {"format": SIDECAR_FORMAT, "version": 1, "prompt": story.prompt}
