@@ -10,6 +10,9 @@ with the same seeds, alternated round by round, and must choose the same tokens.
 
 The logits are a trained model's own over real prose (the bundled model and Moby-Dick when
 present, else a random ``tiny`` model over random tokens: a flat distribution, the worst case).
+
+A second table prices the valid-UTF-8 mask that generation applies before ``choose_token``: the
+same chain with and without it, alternated round by round, and the mask on its own.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_report
 from bench_generate import STORY_SOURCE, read_prose
 
-from storytui.sampling import PRESET_SETTINGS, SamplerState, SamplingSettings, choose_token
+from storytui.sampling import (
+    PRESET_SETTINGS,
+    SamplerState,
+    SamplingSettings,
+    Utf8Guard,
+    choose_token,
+)
+from storytui.tokenizer import Tokenizer, load_tokenizer
 
 BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "models" / "default"
 
@@ -52,15 +62,17 @@ def textbook_choose(logits: torch.Tensor, settings: SamplingSettings, state: Sam
     return int(torch.multinomial(logits.softmax(-1), 1, generator=state.generator))
 
 
-def real_logits(model_dir: Path, count: int) -> tuple[list[torch.Tensor], list[int], str]:
-    """``count`` rows of next-token logits and the token ids they follow."""
+def real_logits(
+    model_dir: Path, count: int
+) -> tuple[list[torch.Tensor], list[int], str, Tokenizer]:
+    """``count`` rows of next-token logits, the token ids they follow, and their vocabulary."""
     from storytui.checkpoint import load_checkpoint
 
     if model_dir.exists() and STORY_SOURCE.exists():
         checkpoint = load_checkpoint(model_dir)
         ids = checkpoint.tokenizer.encode(read_prose(STORY_SOURCE)[60_000:80_000])
         source = f"{model_dir.name} model on Moby-Dick"
-        model = checkpoint.model
+        model, tokenizer = checkpoint.model, checkpoint.tokenizer
     else:
         from storytui.model import PRESETS, StoryModel
 
@@ -68,11 +80,33 @@ def real_logits(model_dir: Path, count: int) -> tuple[list[torch.Tensor], list[i
         model = StoryModel(PRESETS["tiny"].config(16384))
         ids = torch.randint(0, 16000, (count + 300,)).tolist()
         source = "random tiny model on random tokens (flat)"
+        tokenizer = load_tokenizer()
     ids = ids[: model.config.block_size]
     with torch.inference_mode():
         logits = model.eval()(torch.tensor([ids]))[0][0].float()
     start = max(0, len(ids) - count)
-    return [logits[i].clone() for i in range(start, len(ids))], ids, source
+    return [logits[i].clone() for i in range(start, len(ids))], ids, source, tokenizer
+
+
+def utf8_masked(guard: Utf8Guard, states: list[int]):
+    """``choose_token`` after the valid-UTF-8 mask, each row in the state its own text leaves
+    (what a generation step adds: one add of a precomputed 0/-inf row, and the state)."""
+    row_states = iter(states)
+
+    def choose(logits: torch.Tensor, settings: SamplingSettings, state: SamplerState) -> int:
+        guard.state = next(row_states)
+        return choose_token(guard.mask(logits, settings.max_new_tokens), settings, state)
+
+    return choose
+
+
+def mask_only(guard: Utf8Guard, rows: list[torch.Tensor], states: list[int]) -> float:
+    """Seconds per row for the mask alone."""
+    started = time.perf_counter()
+    for row, state in zip(rows, states, strict=True):
+        guard.state = state
+        guard.mask(row, 200)
+    return (time.perf_counter() - started) / len(rows)
 
 
 def run(choose, rows, ids, settings, seed) -> tuple[float, list[int]]:
@@ -92,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     print("\n".join(machine_report()))
-    rows, ids, source = real_logits(args.model, args.tokens)
+    rows, ids, source, tokenizer = real_logits(args.model, args.tokens)
     print(f"logits: {len(rows)} positions of the {source}")
     print()
     print("| settings | storytui µs/token | textbook torch µs/token | ratio | same tokens |")
@@ -110,6 +144,33 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"| {name} | {a:.0f} | {b:.0f} | {b / a:.2f}× | {same / (len(rows) * args.rounds):.1%} |"
         )
+    print()
+    utf8_table(rows, ids, tokenizer, args.rounds)
+
+
+def utf8_table(rows: list[torch.Tensor], ids: list[int], tokenizer: Tokenizer, rounds: int) -> None:
+    """The chain with and without the valid-UTF-8 mask, alternated, and the mask alone."""
+    first = len(ids) - len(rows)
+    states = [tokenizer.utf8_state(ids[: first + i]) for i in range(len(rows))]
+    guard = Utf8Guard(tokenizer.utf8_table(rows[0].numel()))
+    print(
+        "| settings | without mask µs/token | with mask µs/token | ratio | mask alone µs | same tokens |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in ("balanced", "focused", "creative"):
+        settings = PRESET_SETTINGS[name].with_changes(dry_multiplier=0.0)
+        plain, masked, alone, same = [], [], [], 0
+        for round_ in range(rounds):
+            seconds, plain_picked = run(choose_token, rows, ids, settings, round_)
+            plain.append(seconds)
+            seconds, masked_picked = run(utf8_masked(guard, states), rows, ids, settings, round_)
+            masked.append(seconds)
+            alone.append(mask_only(guard, rows, states))
+            same += sum(a == b for a, b in zip(plain_picked, masked_picked, strict=True))
+        a, b = statistics.median(plain) * 1e6, statistics.median(masked) * 1e6
+        c = statistics.median(alone) * 1e6
+        share = same / (len(rows) * rounds)
+        print(f"| {name} | {a:.0f} | {b:.0f} | {b / a:.3f}× | {c:.1f} | {share:.1%} |")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from storytui.allocator import keep_freed_memory, release_freed_memory
 from storytui.errors import StoryError
 from storytui.model import KVCache
 from storytui.precision import DEFAULT_PRECISION, PRECISIONS, kv_cache_dtype, prepare_model
-from storytui.sampling import SamplerState, SamplingSettings, choose_token
+from storytui.sampling import SamplerState, SamplingSettings, Utf8Guard, choose_token
 from storytui.story_format import StoryTemplate, format_story
 from storytui.tokenizer import Tokenizer
 
@@ -127,6 +127,8 @@ class Generator:
         self.block_size = self.config.block_size
         # Learned-position models (seed) must see exactly the last block, like their original code.
         self.sliding = bool(getattr(model, "sliding_context", False))
+        # Imported seed models keep the original's tokens, invalid UTF-8 included.
+        self.guards_utf8 = not getattr(model, "original_tokens", False)
         self.last_stats = GenerationStats()
         self._breakers: dict[tuple[str, ...], np.ndarray] = {}
         self._prefix: _Prefix | None = None
@@ -225,6 +227,8 @@ class Generator:
         pending = ""  # text held back because it may be the start of a stop string
         context = self.fit_context(head, story, settings.max_new_tokens)
         stats.context_tokens = len(context.head) + len(context.tail)
+        guarded = settings.valid_utf8 and self.guards_utf8
+        utf8 = self._utf8_guard(context) if guarded else None
 
         started = decode_started = time.perf_counter()
         with torch.inference_mode():
@@ -234,6 +238,8 @@ class Generator:
                 if cancel is not None and cancel.is_set():
                     stats.stopped_by = "cancelled"
                     break
+                if utf8 is not None:
+                    logits = utf8.mask(logits, settings.max_new_tokens - step)
                 probs_raw = torch.softmax(logits, dim=-1)
                 token = choose_token(logits, settings, state)
                 stats.new_tokens += 1
@@ -243,6 +249,8 @@ class Generator:
                 if token == self.tokenizer.eot:
                     stats.stopped_by = "eot"
                     break
+                if utf8 is not None:
+                    utf8.advance(token)
                 state.history.append(token)
                 pending += decoder.push(token)
                 visible, hit = _split_at_stop(pending, stops)
@@ -372,6 +380,11 @@ class Generator:
     def _cache_dtype(self) -> torch.dtype:
         return kv_cache_dtype(self.precision)
 
+    def _utf8_guard(self, context: _Context) -> Utf8Guard:
+        """A mask that starts where the context's own bytes leave off (maybe mid-character)."""
+        table = self.tokenizer.utf8_table(self.config.vocab_size)
+        return Utf8Guard(table, self.tokenizer.utf8_state(context.head + context.tail))
+
     def _alternatives(self, probs: torch.Tensor, k: int) -> tuple[Alternative, ...]:
         if k <= 0:
             return ()
@@ -379,6 +392,7 @@ class Generator:
         return tuple(
             Alternative(int(t), self.tokenizer.decode([int(t)]), float(p))
             for p, t in zip(top.values, top.indices, strict=True)
+            if p > 0  # fewer than k tokens may be allowed here (mid-character)
         )
 
     def _breaker_table(self, breakers: tuple[str, ...]) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Sampling settings and the logit processors that turn model scores into the next token.
 
-Order of application (each step): repetition penalty → DRY → temperature → top-k → top-p →
-min-p → draw. Temperature 0 means greedy (argmax after the penalties). Each processor is a small
-pure function over a 1-D float32 logits tensor so that it can be unit-tested on its own.
+Order of application (each step): valid-UTF-8 mask → repetition penalty → DRY → temperature →
+top-k → top-p → min-p → draw. Temperature 0 means greedy (argmax after the penalties). Each
+processor is a small pure function over a 1-D float32 logits tensor so that it can be
+unit-tested on its own; the mask alone keeps state (``Utf8Guard``: the bytes a character still
+owes), which generation advances after each token.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from storytui.errors import StoryError
+from storytui.tokenizer import UTF8_INVALID, Utf8Table
 
 DEFAULT_DRY_BREAKERS = ("\n", ":", '"', "*")
 
@@ -36,6 +39,7 @@ class SamplingSettings:
     stop: tuple[str, ...] = ()
     seed: int | None = None  # None = a fresh random seed each time
     top_alternatives: int = 5  # alternatives reported per token for the app
+    valid_utf8: bool = True  # sample only tokens that keep the text valid UTF-8
 
     def validate(self) -> SamplingSettings:
         checks = [
@@ -225,6 +229,35 @@ def _softmax(logits: torch.Tensor) -> np.ndarray:
 def _drop(logits: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
     """``logits`` with the masked entries at ``-inf``."""
     return torch.from_numpy(np.where(mask, np.float32(-math.inf), logits.numpy()))
+
+
+class Utf8Guard:
+    """Forbids each token whose bytes would break the text's UTF-8, given what it still owes.
+
+    A byte-level vocabulary has tokens that are a lone continuation byte or half a character;
+    sampled where they do not fit they show as U+FFFD. The mask comes first in the chain, on the
+    model's own scores: the later processors then see valid tokens only (top-p and min-p keep
+    at least the best of them, so something is always left to draw), and the probabilities and
+    alternatives reported for a step are over valid tokens too.
+    """
+
+    def __init__(self, table: Utf8Table, state: int = 0) -> None:
+        self._table = table
+        # one tensor per (state, budget): indexing a torch tensor costs more than the add
+        self._bias = [[torch.from_numpy(row) for row in rows] for rows in table.bias]
+        self.state = state
+
+    def mask(self, logits: torch.Tensor, remaining: int) -> torch.Tensor:
+        """``logits`` with the tokens that cannot come next at ``-inf`` (the others unchanged);
+        ``remaining`` tokens are left to generate, this one included, for the last character
+        to end in."""
+        return logits + self._bias[self.state][self._table.budget(self.state, remaining)]
+
+    def advance(self, token: int) -> None:
+        state = int(self._table.next_state[self.state, token])
+        if state == UTF8_INVALID:
+            raise StoryError(f"token {token} cannot follow UTF-8 state {self.state}")
+        self.state = state
 
 
 @dataclass

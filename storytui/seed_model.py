@@ -101,9 +101,12 @@ class SeedModel(nn.Module):
 
     Learned positions stop at ``block_size``, so ``sliding_context`` tells the generator to
     re-encode the newest block every step past it, as the original ``generate`` did.
+    ``original_tokens`` keeps it sampling from its whole vocabulary, as the original did, even
+    tokens that break UTF-8: greedy decoding then repeats the original's tokens exactly.
     """
 
     sliding_context = True
+    original_tokens = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -13,7 +13,7 @@ from storytui.generation import Generator, _split_at_stop
 from storytui.model import PRESETS, StoryModel
 from storytui.sampling import SamplingSettings
 from storytui.story_format import StoryTemplate, format_story
-from storytui.tokenizer import load_tokenizer
+from storytui.tokenizer import UTF8_INVALID, load_tokenizer
 
 STORY = "The ship creaked in the dark water. Ishmael looked up at the mast and"
 
@@ -278,3 +278,109 @@ def test_the_first_token_wait_includes_waiting_for_the_model() -> None:
     list(running)
     waiter.join(timeout=30)
     assert gen.last_stats.first_token_seconds >= 0.3
+
+
+# ---------------------------------------------------------------------------- valid UTF-8
+
+
+# Bytes that break UTF-8 wherever they do not fit: one never valid (FF), lone continuation
+# bytes, lead bytes; and how far the model below prefers them.
+BROKEN_FAVOURITES = {0xFF: 9.0, 0x80: 8.0, 0xF0: 7.0, 0xBF: 6.0, 0xE2: 5.0, 0xC3: 5.0}
+
+
+class PrefersBrokenBytes(StoryModel):
+    """The tiny model with its scores pushed far toward ``BROKEN_FAVOURITES``."""
+
+    def __init__(self, config, tokenizer) -> None:
+        super().__init__(config)
+        self.bias = torch.zeros(config.vocab_size)
+        for byte, score in BROKEN_FAVOURITES.items():
+            self.bias[tokenizer.encoding.encode_single_token(bytes([byte]))] = score
+
+    def forward(self, idx, targets=None, cache=None, last_only=False):
+        logits, loss = super().forward(idx, targets, cache=cache, last_only=last_only)
+        return logits + self.bias, loss
+
+
+def _broken_bytes_generator() -> Generator:
+    tokenizer = load_tokenizer()
+    torch.manual_seed(0)
+    return Generator(
+        PrefersBrokenBytes(PRESETS["tiny"].config(tokenizer.n_vocab), tokenizer), tokenizer
+    )
+
+
+def generated_bytes(gen: Generator, events: list) -> bytes:
+    return b"".join(gen.tokenizer.token_bytes(e.token) for e in events if e.token >= 0)
+
+
+GREEDY = SamplingSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=60)
+SAMPLED = settings(temperature=1.0, top_p=1.0, min_p=0.0, max_new_tokens=60)
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+def test_a_model_that_prefers_broken_bytes_still_writes_valid_utf8(sampling) -> None:
+    gen = _broken_bytes_generator()
+    broken = gen.generate(STORY, sampling.with_changes(valid_utf8=False))
+    assert broken.count("\ufffd") > 20  # what the model does unguarded
+    events = list(gen.stream_events(STORY, sampling))
+    text = "".join(e.text for e in events)
+    assert "\ufffd" not in text
+    assert generated_bytes(gen, events).decode("utf-8") == text  # strict: every byte valid
+    assert gen.last_stats.new_tokens == 60
+    assert any(ord(c) > 0xFFFF for c in text)  # it did write its 4-byte characters
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 7])
+def test_the_token_limit_never_cuts_a_character(count: int) -> None:
+    """The model starts a 4-byte character whenever it can: the last tokens must finish it."""
+    gen = _broken_bytes_generator()
+    for sampling in (GREEDY, SAMPLED):
+        events = list(gen.stream_events(STORY, sampling.with_changes(max_new_tokens=count)))
+        assert gen.last_stats.new_tokens == count
+        text = "".join(e.text for e in events)
+        assert "\ufffd" not in text
+        assert generated_bytes(gen, events).decode("utf-8") == text
+
+
+def test_a_prompt_ending_mid_character_is_continued_with_the_rest_of_it(monkeypatch) -> None:
+    gen = _tiny_generator()
+    tok = gen.tokenizer
+    cut = tok.encode("A whale 🐳")[:-1]  # 🐳's bytes are separate tokens: one byte still owed
+    prompt = b"".join(tok.token_bytes(t) for t in cut)
+    monkeypatch.setattr(gen, "context_ids", lambda *args: ([], cut))
+    events = list(gen.stream_events("", GREEDY.with_changes(max_new_tokens=20)))
+    generated = generated_bytes(gen, events)
+    text = (prompt + generated).decode("utf-8")  # strict: the character was finished
+    assert text.startswith("A whale ")
+    assert text[8].encode()[:3] == "🐳".encode()[:3]
+
+
+def test_a_seeded_guarded_run_repeats_byte_for_byte() -> None:
+    gen = _broken_bytes_generator()
+    first = [e.token for e in gen.stream_events(STORY, SAMPLED)]
+    assert first == [e.token for e in _broken_bytes_generator().stream_events(STORY, SAMPLED)]
+    assert first != [e.token for e in gen.stream_events(STORY, SAMPLED.with_changes(seed=8))]
+
+
+def test_reported_alternatives_are_valid_and_probabilities_are_over_valid_tokens() -> None:
+    """The app offers the alternatives as replacements: each must fit where it stands. Mid-
+    character fewer tokens fit than are asked for; then the list is every valid token and its
+    probabilities sum to 1 (the distribution the token was drawn from)."""
+    gen = _broken_bytes_generator()
+    tok, sampling = gen.tokenizer, SAMPLED.with_changes(top_alternatives=100)
+    table = tok.utf8_table()
+    state, fitting_all = tok.utf8_state(tok.encode(STORY)), 0
+    events = [e for e in gen.stream_events(STORY, sampling) if e.token >= 0]
+    for step, event in enumerate(events):
+        allowed = ~table.forbidden[state, table.budget(state, sampling.max_new_tokens - step)]
+        tokens = [a.token for a in event.alternatives]
+        assert allowed[event.token] and allowed[tokens].all()
+        assert all(a.prob > 0 for a in event.alternatives)
+        if allowed.sum() <= 100:
+            fitting_all += 1
+            assert set(tokens) == set(allowed.nonzero()[0].tolist())
+            assert sum(a.prob for a in event.alternatives) == pytest.approx(1.0, abs=1e-5)
+        state = int(table.next_state[state, event.token])
+        assert state != UTF8_INVALID
+    assert fitting_all > 10

@@ -12,6 +12,7 @@ from storytui.errors import StoryError
 from storytui.sampling import (
     SamplerState,
     SamplingSettings,
+    Utf8Guard,
     apply_dry,
     apply_min_p,
     apply_repetition_penalty,
@@ -20,6 +21,7 @@ from storytui.sampling import (
     choose_token,
     draw,
 )
+from storytui.tokenizer import UTF8_OWED_BYTES, Utf8Table, utf8_state
 
 
 def kept(logits: torch.Tensor) -> set[int]:
@@ -186,3 +188,72 @@ def test_invalid_settings_are_refused_with_one_line(changes: dict, message: str)
 def test_settings_json_round_trip() -> None:
     settings = SamplingSettings(temperature=0.7, stop=("THE END",), seed=42, dry_multiplier=0.8)
     assert SamplingSettings.from_json(settings.to_json()) == settings
+
+
+def small_utf8_table() -> tuple[Utf8Table, dict[bytes, int]]:
+    """Every single byte, a few multi-byte tokens, then end of text (the last id)."""
+    pieces = [bytes([b]) for b in range(256)] + [b"ok", b"\xc3\xa9", b"\xa9!", b"\xe2\x82"]
+    return Utf8Table.build(pieces, len(pieces) + 1), {p: i for i, p in enumerate(pieces)}
+
+
+def test_utf8_guard_masks_exactly_the_forbidden_tokens_and_keeps_the_rest_as_they_are() -> None:
+    table, ids = small_utf8_table()
+    logits = torch.randn(len(ids) + 1, generator=torch.Generator().manual_seed(0))
+    guard = Utf8Guard(table)
+    masked = guard.mask(logits, remaining=10)
+    allowed = ~table.forbidden[0, -1]
+    assert kept(masked) == set(np.flatnonzero(allowed).tolist())
+    assert torch.equal(masked[allowed], logits[allowed])  # bit for bit
+    assert ids[b"\x80"] not in kept(masked) and ids[b"\xa9!"] not in kept(masked)
+    assert {ids[b"ok"], ids[b"\xc3"], ids[b"\xe2\x82"], len(ids)} <= kept(masked)
+    guard.advance(ids[b"\xe2\x82"])  # one byte owed now: a token must start with it
+    assert guard.state == utf8_state(b"\xe2\x82")
+    continuations = {ids[bytes([b])] for b in range(0x80, 0xC0)}
+    assert kept(guard.mask(logits, remaining=10)) == continuations | {ids[b"\xa9!"]}
+    guard.advance(ids[b"\xac"])
+    assert guard.state == 0
+
+
+def test_utf8_guard_finishes_the_character_before_the_token_limit() -> None:
+    table, ids = small_utf8_table()
+    logits = torch.zeros(len(ids) + 1)
+    guard = Utf8Guard(table)
+    assert ids[b"\xc3"] not in kept(guard.mask(logits, remaining=1))
+    assert ids[b"\xc3"] in kept(guard.mask(logits, remaining=2))
+    assert ids[b"\xe2"] not in kept(guard.mask(logits, remaining=2))
+    assert ids[b"\xe2"] in kept(guard.mask(logits, remaining=3))
+    guard.advance(ids[b"\xe2"])
+    assert UTF8_OWED_BYTES[guard.state] == 2
+    # two bytes owed, one token left: it cannot finish; the least it can leave is one byte
+    continuations = {ids[bytes([b])] for b in range(0x80, 0xC0)}
+    assert kept(guard.mask(logits, remaining=1)) == continuations
+
+
+def test_utf8_guard_refuses_to_advance_past_a_forbidden_token() -> None:
+    table, ids = small_utf8_table()
+    guard = Utf8Guard(table)
+    with pytest.raises(StoryError, match="cannot follow UTF-8 state 0"):
+        guard.advance(ids[b"\x80"])
+
+
+def test_greedy_after_the_utf8_mask_takes_the_best_valid_token() -> None:
+    table, ids = small_utf8_table()
+    logits = torch.zeros(len(ids) + 1)
+    logits[ids[b"\x80"]] = 9.0  # the model's favourite: a lone continuation byte
+    logits[ids[b"ok"]] = 2.0
+    greedy = SamplingSettings(temperature=0, repetition_penalty=1.0)
+    state = SamplerState(generator=torch.Generator().manual_seed(0))
+    masked = Utf8Guard(table).mask(logits, remaining=5)
+    assert choose_token(logits, greedy, state) == ids[b"\x80"]
+    assert choose_token(masked, greedy, state) == ids[b"ok"]
+    sampled = SamplingSettings(temperature=1.0, top_p=0.5, min_p=0.2, repetition_penalty=1.0)
+    # top-p and min-p run on valid tokens only, so they never leave nothing to draw
+    assert choose_token(masked, sampled, state) == ids[b"ok"]
+
+
+def test_valid_utf8_is_on_by_default_and_kept_in_json() -> None:
+    assert SamplingSettings().valid_utf8
+    off = SamplingSettings(valid_utf8=False)
+    assert SamplingSettings.from_json(off.to_json()) == off
+    older = {k: v for k, v in SamplingSettings().to_json().items() if k != "valid_utf8"}
+    assert SamplingSettings.from_json(older).valid_utf8

@@ -152,6 +152,43 @@ def test_token_alternatives_replace_the_text_and_continue(tiny_checkpoint):
     run(scenario())
 
 
+def test_part_of_a_character_is_never_offered_as_an_alternative(tiny_checkpoint):
+    """A byte of an emoji decodes to U+FFFD on its own: picking it would write that into the
+    story, so F9 offers only alternatives that are text by themselves."""
+    import dataclasses
+
+    from storytui.generation import Alternative
+
+    use_sampling(seed=13, max_new_tokens=10)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING)
+            await continue_story(app, pilot)
+            continuation = app.continuations.live[-1]
+            tokens = continuation.variant.tokens
+            index, token = next((i, t) for i, t in enumerate(tokens) if i >= 2 and t.text)
+            byte = app.generator.tokenizer.encoding.encode_single_token(b"\xf0")
+            clean = token.alternatives[1]
+            offered = (Alternative(byte, "\ufffd", 0.5), clean)
+            tokens[index] = dataclasses.replace(token, alternatives=offered)
+            app.editor.move_cursor(app.editor.location_of(continuation.start + token.start))
+            await pilot.press("f9")
+            await wait_for(pilot, lambda: isinstance(app.screen, TokenAlternatives))
+            options = app.screen.query_one("#alternatives")
+            assert options.option_count == 1 and "\ufffd" not in str(
+                options.get_option_at_index(0).prompt
+            )
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.job is None and len(continuation.variants) == 2)
+            assert continuation.variant.tokens[index].text == clean.text
+            assert "\ufffd" not in app.editor.text
+
+    run(scenario())
+
+
 def test_undoing_a_paste_that_brought_the_scrollbar_keeps_working(storytui_home, tmp_path):
     story = tmp_path / "short.txt"
     story.write_text("line\n" * 5)

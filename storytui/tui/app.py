@@ -30,7 +30,7 @@ from storytui.errors import StoryError
 from storytui.tui.commands import COMMANDS
 from storytui.tui.continuations import Continuation, ContinuationLog, HistoryStep
 from storytui.tui.cowriter import CoWriter, GenerationDone, Job, TokensReady, stream_into
-from storytui.tui.dialogs import TokenAlternatives
+from storytui.tui.dialogs import TokenAlternatives, whole_alternatives
 from storytui.tui.editor import StoryEditor
 from storytui.tui.encode_ahead import EncodeAhead
 from storytui.tui.file_actions import FileActions
@@ -362,18 +362,24 @@ class StoryApp(FileActions, App[None]):
             return
         continuation, index = found
         token = continuation.variant.tokens[index]
-        if not token.alternatives:
-            self.notify("the model recorded no alternatives for this token", severity="warning")
+        offered = whole_alternatives(token.alternatives)
+        if not offered:
+            self.notify(
+                "the model recorded no alternatives for this token"
+                if not token.alternatives
+                else "the model wrote this character byte by byte: no whole alternatives here",
+                severity="warning",
+            )
             return
         choice = await self.push_screen_wait(
-            TokenAlternatives(token.text, token.prob, token.alternatives)
+            TokenAlternatives(token.text, token.prob, tuple(alt for _, alt in offered))
         )
         if (
             choice is not None
             and not self._why_not_generate()
             and continuation in self.continuations.live
         ):
-            self._run(self.cowriter.start_from_token(continuation, index, choice))
+            self._run(self.cowriter.start_from_token(continuation, index, offered[choice][0]))
 
     def action_toggle_probabilities(self) -> None:
         self.settings.show_probabilities = not self.settings.show_probabilities

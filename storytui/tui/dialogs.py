@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -122,6 +122,12 @@ class TokenAlternatives(ModalScreen["int | None"]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def whole_alternatives(alternatives: tuple) -> list[tuple[int, Any]]:
+    """The alternatives (with their index) that are text on their own: a token that is part
+    of a character (a byte of an emoji, say) would put U+FFFD into the story if picked."""
+    return [(i, alt) for i, alt in enumerate(alternatives) if "\ufffd" not in alt.text]
 
 
 def _percent(prob: float) -> str:
