@@ -127,8 +127,9 @@ class Generator:
         self.block_size = self.config.block_size
         # Learned-position models (seed) must see exactly the last block, like their original code.
         self.sliding = bool(getattr(model, "sliding_context", False))
-        # Imported seed models keep the original's tokens, invalid UTF-8 included.
-        self.guards_utf8 = not getattr(model, "original_tokens", False)
+        # Imported seed models keep the original's tokens: no UTF-8 guard, no healing.
+        self.original_tokens = bool(getattr(model, "original_tokens", False))
+        self._heal_bias: dict[bytes, torch.Tensor] = {}
         self.last_stats = GenerationStats()
         self._breakers: dict[tuple[str, ...], np.ndarray] = {}
         self._prefix: _Prefix | None = None
@@ -175,6 +176,7 @@ class Generator:
         """
         settings = settings.validate()
         head, story = self.context_ids(text, prompt, memory)
+        story, _ = self.heal(story)
         context = self.fit_context(head, story, settings.max_new_tokens)
         stats = GenerationStats()
         with self._exclusive(), torch.inference_mode():
@@ -214,6 +216,7 @@ class Generator:
         stats.seed = seed
         generator = torch.Generator().manual_seed(seed)
         head, story = self.context_ids(text, prompt, memory)
+        story, owed = self.heal(story)
         state = SamplerState(
             generator=generator,
             breakers=self._breaker_table(settings.dry_breakers)
@@ -227,7 +230,7 @@ class Generator:
         pending = ""  # text held back because it may be the start of a stop string
         context = self.fit_context(head, story, settings.max_new_tokens)
         stats.context_tokens = len(context.head) + len(context.tail)
-        guarded = settings.valid_utf8 and self.guards_utf8
+        guarded = settings.valid_utf8 and not self.original_tokens
         utf8 = self._utf8_guard(context) if guarded else None
 
         started = decode_started = time.perf_counter()
@@ -240,6 +243,8 @@ class Generator:
                     break
                 if utf8 is not None:
                     logits = utf8.mask(logits, settings.max_new_tokens - step)
+                if owed:
+                    logits = logits + self._healing_bias(owed)
                 probs_raw = torch.softmax(logits, dim=-1)
                 token = choose_token(logits, settings, state)
                 stats.new_tokens += 1
@@ -252,13 +257,19 @@ class Generator:
                 if utf8 is not None:
                     utf8.advance(token)
                 state.history.append(token)
-                pending += decoder.push(token)
+                alternatives = self._alternatives(probs_raw, settings.top_alternatives, owed)
+                if owed:  # the story already shows the whitespace this token starts with
+                    piece = self.tokenizer.token_bytes(token)
+                    pending += decoder.push_bytes(piece[len(owed) :])
+                    owed = owed[len(piece) :]
+                else:
+                    pending += decoder.push(token)
                 visible, hit = _split_at_stop(pending, stops)
                 event = TokenEvent(
                     token=token,
                     text=visible,
                     prob=float(probs_raw[token]),
-                    alternatives=self._alternatives(probs_raw, settings.top_alternatives),
+                    alternatives=alternatives,
                 )
                 pending = pending[len(visible) :]
                 yield event
@@ -297,6 +308,24 @@ class Generator:
                 yield
             finally:
                 self._busy_thread = None
+
+    def heal(self, story: list[int]) -> tuple[list[int], bytes]:
+        """The story without its trailing whitespace tokens, and their bytes, which the first
+        generated tokens must then spell out.
+
+        Pre-tokenisation glues a space to the word after it (" The"), and a blank line before
+        a word is "\n", "\n": a story that ends in " " or "\n\n" ends in a token the model
+        has hardly seen in that place (it wrote "ing…" at the start of a new paragraph). Taken
+        back, the model writes the whitespace itself, in the tokens it was trained on, and only
+        what follows it is shown.
+        """
+        if self.original_tokens:
+            return story, b""
+        owed = b""
+        while story and (piece := self.tokenizer.token_bytes(story[-1])).isspace():
+            owed = piece + owed
+            story = story[:-1]
+        return story, owed
 
     def fit_context(self, head: list[int], story: list[int], max_new: int) -> _Context:
         """The part of (head, story) the model sees: prompt and memory, then the story's tail,
@@ -385,15 +414,36 @@ class Generator:
         table = self.tokenizer.utf8_table(self.config.vocab_size)
         return Utf8Guard(table, self.tokenizer.utf8_state(context.head + context.tail))
 
-    def _alternatives(self, probs: torch.Tensor, k: int) -> tuple[Alternative, ...]:
+    def _healing_bias(self, owed: bytes) -> torch.Tensor:
+        """0 for the tokens that spell out ``owed`` (start with it, or are a start of it),
+        ``-inf`` for the others: built once per run of whitespace."""
+        if owed not in self._heal_bias:
+            bias = torch.full((self.config.vocab_size,), float("-inf"))
+            for token in range(self.tokenizer.eot):
+                piece = self.tokenizer.token_bytes(token)
+                if piece.startswith(owed) or owed.startswith(piece):
+                    bias[token] = 0.0
+            self._heal_bias[owed] = bias
+        return self._heal_bias[owed]
+
+    def _alternatives(
+        self, probs: torch.Tensor, k: int, owed: bytes = b""
+    ) -> tuple[Alternative, ...]:
+        """The top ``k`` tokens with their text as it would show: after the whitespace a
+        healed token starts with (one that is only part of it would show nothing: left out)."""
         if k <= 0:
             return ()
         top = torch.topk(probs, k)
-        return tuple(
-            Alternative(int(t), self.tokenizer.decode([int(t)]), float(p))
-            for p, t in zip(top.values, top.indices, strict=True)
-            if p > 0  # fewer than k tokens may be allowed here (mid-character)
-        )
+        alternatives = []
+        for p, t in zip(top.values, top.indices, strict=True):
+            if p <= 0:  # fewer than k tokens may be allowed here (mid-character)
+                continue
+            piece = self.tokenizer.token_bytes(int(t))
+            if owed and len(piece) <= len(owed):
+                continue
+            text = piece[len(owed) :].decode("utf-8", errors="replace")
+            alternatives.append(Alternative(int(t), text, float(p)))
+        return tuple(alternatives)
 
     def _breaker_table(self, breakers: tuple[str, ...]) -> np.ndarray:
         """Boolean per token id: does its text contain a DRY sequence breaker?"""

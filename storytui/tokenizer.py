@@ -121,6 +121,10 @@ class StreamDecoder:
             return ""
         return self._decoder.decode(self._tokenizer.token_bytes(token))
 
+    def push_bytes(self, data: bytes) -> str:
+        """Part of a token (the rest of it was text already there: see ``Generator``'s healing)."""
+        return self._decoder.decode(data)
+
     def flush(self) -> str:
         return self._decoder.decode(b"", final=True)
 

@@ -384,3 +384,50 @@ def test_reported_alternatives_are_valid_and_probabilities_are_over_valid_tokens
         state = int(table.next_state[state, event.token])
         assert state != UTF8_INVALID
     assert fitting_all > 10
+
+
+# ---------------------------------------------------------------------------- healing
+
+
+ENDINGS = [" ", "\n", "\n\n", "\n\n\n", " \n", "\t"]
+
+
+@pytest.mark.parametrize("ending", ENDINGS, ids=repr)
+def test_trailing_whitespace_is_taken_back_and_spelled_out_by_the_model(ending: str) -> None:
+    """A story ending in " " or a blank line ends in a token the model hardly saw there: it
+    is taken back, the model writes it itself, and only what follows is shown."""
+    gen = _tiny_generator()
+    tok = gen.tokenizer
+    story = "The captain looked at the sea." + ending
+    _, ids = gen.context_ids(story)
+    healed, owed = gen.heal(ids)
+    assert owed == ending.encode() and tok.decode(healed) + ending == story
+    events = [e for e in gen.stream_events(story, settings(top_alternatives=20)) if e.token >= 0]
+    assert gen._prefix.ids == healed  # what the model was conditioned on
+    written = b"".join(tok.token_bytes(e.token) for e in events)
+    assert written.startswith(owed)
+    assert "".join(e.text for e in events) == written[len(owed) :].decode("utf-8")
+    first = next(e for e in events if e.alternatives)
+    for alternative in first.alternatives:  # shown as it would continue the story
+        piece = tok.token_bytes(alternative.token)
+        if len(piece) > len(owed) and piece.startswith(owed):
+            assert alternative.text == piece[len(owed) :].decode("utf-8", errors="replace")
+
+
+def test_healing_leaves_other_endings_and_seed_models_alone() -> None:
+    gen = _tiny_generator()
+    for story in ("The captain looked at the sea.", 'He said, "', "a\u00a0"):  # NBSP: a letter
+        _, ids = gen.context_ids(story)
+        assert gen.heal(ids) == (ids, b"")
+    _, ids = gen.context_ids("The sea. ")
+    gen.original_tokens = True  # what an imported seed model sets: its original's tokens
+    assert gen.heal(ids) == (ids, b"")
+
+
+def test_a_healed_story_is_encoded_ahead_and_reproducible() -> None:
+    gen = _tiny_generator()
+    story, sampled = STORY + ".\n\n", settings(seed=11, max_new_tokens=12)
+    encoded = gen.prefill(story, sampled)
+    first = [e.token for e in gen.stream_events(story, sampled)]
+    assert gen.last_stats.reused_tokens == encoded == len(gen.heal(gen.context_ids(story)[1])[0])
+    assert [e.token for e in _tiny_generator().stream_events(story, sampled)] == first

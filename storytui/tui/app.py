@@ -558,6 +558,7 @@ class StoryApp(FileActions, App[None]):
         if generator is None:
             return None
         head, before = generator.context_ids(text[:cursor], self.prompt, self.memory)
+        before, _ = generator.heal(before)  # trailing whitespace: the model writes it again
         room = self.sampling.max_new_tokens if self.sampling else generator.block_size // 4
         fitted = generator.fit_context(head, before, room)
         seen = len(fitted.head) + len(fitted.tail)
