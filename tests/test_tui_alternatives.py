@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from storytui.tui.dialogs import TokenAlternatives
 from tests.tui_pilot import (
+    OPENING,
     SIZE,
     continue_story,
     expected_continuation,
     new_app,
+    open_and_continue,
     run,
     use_sampling,
     wait_for,
     wait_ready,
 )
-
-OPENING = "The lighthouse keeper"
 
 
 def test_retry_keeps_alternatives_and_cycles_through_them(tiny_checkpoint):
@@ -26,9 +26,7 @@ def test_retry_keeps_alternatives_and_cycles_through_them(tiny_checkpoint):
     async def scenario():
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
-            await wait_ready(app, pilot)
-            await pilot.press(*OPENING)
-            await continue_story(app, pilot)
+            await open_and_continue(app, pilot)
             first = app.editor.text
             await continue_story(app, pilot, key="ctrl+r")
             second = app.editor.text
@@ -61,9 +59,7 @@ def test_retry_with_a_fixed_seed_repeats_itself(tiny_checkpoint):
     async def scenario():
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
-            await wait_ready(app, pilot)
-            await pilot.press(*OPENING)
-            await continue_story(app, pilot)
+            await open_and_continue(app, pilot)
             first = app.editor.text
             await continue_story(app, pilot, key="ctrl+r")
             assert app.editor.text == first
@@ -127,9 +123,7 @@ def test_token_alternatives_replace_the_text_and_continue(tiny_checkpoint):
     async def scenario():
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
-            await wait_ready(app, pilot)
-            await pilot.press(*OPENING)
-            await continue_story(app, pilot)
+            await open_and_continue(app, pilot)
             continuation = app.continuations.live[-1]
             original = continuation.variant
             token = next(t for t in original.tokens[2:] if t.text)
@@ -164,9 +158,7 @@ def test_part_of_a_character_is_never_offered_as_an_alternative(tiny_checkpoint)
     async def scenario():
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
-            await wait_ready(app, pilot)
-            await pilot.press(*OPENING)
-            await continue_story(app, pilot)
+            await open_and_continue(app, pilot)
             continuation = app.continuations.live[-1]
             tokens = continuation.variant.tokens
             index, token = next((i, t) for i, t in enumerate(tokens) if i >= 2 and t.text)

@@ -11,17 +11,17 @@ import threading
 from storytui import paths
 from storytui.tui.app import LOADING, READY
 from tests.tui_pilot import (
+    OPENING,
     SIZE,
     continue_story,
     expected_continuation,
     new_app,
+    open_and_continue,
     run,
     use_sampling,
     wait_for,
     wait_ready,
 )
-
-OPENING = "The lighthouse keeper"
 
 
 def test_continue_streams_exactly_what_the_generator_writes(tiny_checkpoint):
@@ -31,9 +31,7 @@ def test_continue_streams_exactly_what_the_generator_writes(tiny_checkpoint):
     async def scenario():
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
-            await wait_ready(app, pilot)
-            await pilot.press(*OPENING)
-            await continue_story(app, pilot)
+            await open_and_continue(app, pilot)
             assert app.editor.text == OPENING + expected
             continuation = app.continuations.live[-1]
             assert continuation.start == len(OPENING) and continuation.text == expected
@@ -148,9 +146,7 @@ def test_probability_colours_follow_the_tokens(tiny_checkpoint):
     async def scenario():
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
-            await wait_ready(app, pilot)
-            await pilot.press(*OPENING)
-            await continue_story(app, pilot)
+            await open_and_continue(app, pilot)
             await pilot.press("f8")
             tokens = [t for t in app.continuations.live[-1].variant.tokens if t.text]
             assert len(app.editor.marks) == len(tokens)

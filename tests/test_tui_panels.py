@@ -16,10 +16,12 @@ from storytui.tui.help import HelpScreen, keys_table
 from storytui.tui.model_picker import ModelPicker
 from tests.conftest import make_tiny_checkpoint
 from tests.tui_pilot import (
+    OPENING,
     SIZE,
     continue_story,
     expected_continuation,
     new_app,
+    open_and_continue,
     run,
     screen_lines,
     text_in,
@@ -27,8 +29,6 @@ from tests.tui_pilot import (
     wait_for,
     wait_ready,
 )
-
-OPENING = "The lighthouse keeper"
 
 
 def test_sampling_changes_apply_to_the_next_continuation_and_persist(tiny_checkpoint):
@@ -103,9 +103,7 @@ def test_the_palette_key_ends_the_footer_when_the_keys_overflow_it(tiny_checkpoi
     async def scenario():
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
-            await wait_ready(app, pilot)
-            await pilot.press(*OPENING)
-            await continue_story(app, pilot)
+            await open_and_continue(app, pilot)
             await wait_for(pilot, lambda: "^r Retry" in screen_lines(app)[-1], what="footer")
             footer = app.query_one(Footer)
             assert footer.virtual_size.width > footer.size.width  # keys run under the palette

@@ -13,6 +13,7 @@ from storytui.tui.continuations import normalize_newlines
 from storytui.tui.settings_store import AppSettings, save_settings
 
 SIZE = (100, 30)
+OPENING = "The lighthouse keeper"  # what the scenarios type before asking for a continuation
 
 
 def run(coroutine) -> None:
@@ -55,6 +56,13 @@ async def continue_story(app: StoryApp, pilot, key: str = "f5") -> None:
         pilot, lambda: app.last_stats is not before and app.job is None, what="continuation"
     )
     await pilot.pause()
+
+
+async def open_and_continue(app: StoryApp, pilot) -> None:
+    """How most scenarios start: the model ready, ``OPENING`` typed, one continuation."""
+    await wait_ready(app, pilot)
+    await pilot.press(*OPENING)
+    await continue_story(app, pilot)
 
 
 def new_app(file=None) -> StoryApp:
