@@ -283,7 +283,12 @@ class Generator:
                 context.tail.append(token)
                 cache, logits = self._advance(context, cache, token)
             stats.decode_seconds = time.perf_counter() - decode_started
-        tail = pending + decoder.flush() if stats.stopped_by != "stop_string" else ""
+        if stats.stopped_by == "stop_string":
+            tail = ""
+        elif utf8 is not None and utf8.state:  # cancelled mid-character: drop its first bytes
+            tail = pending
+        else:
+            tail = pending + decoder.flush()
         if tail:
             yield TokenEvent(token=-1, text=tail, prob=1.0)
 

@@ -431,3 +431,19 @@ def test_a_healed_story_is_encoded_ahead_and_reproducible() -> None:
     first = [e.token for e in gen.stream_events(story, sampled)]
     assert gen.last_stats.reused_tokens == encoded == len(gen.heal(gen.context_ids(story)[1])[0])
     assert [e.token for e in _tiny_generator().stream_events(story, sampled)] == first
+
+
+def test_cancelling_mid_character_drops_its_first_bytes() -> None:
+    """Esc between the bytes of an emoji: the half character is left out, not shown as U+FFFD."""
+    import threading
+
+    gen = _broken_bytes_generator()  # starts a 4-byte character whenever it can
+    cancel = threading.Event()
+    text, cut_mid_character = "", False
+    for event in gen.stream_events(STORY, GREEDY.with_changes(max_new_tokens=40), cancel=cancel):
+        text += event.text
+        if event.token >= 0 and not event.text and not cancel.is_set():
+            cancel.set()  # a token that made nothing visible: a character is under way
+            cut_mid_character = True
+    assert cut_mid_character and gen.last_stats.stopped_by == "cancelled"
+    assert "\ufffd" not in text
