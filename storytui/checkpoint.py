@@ -295,9 +295,9 @@ def resolve_model(name_or_dir: str | None) -> Path:
     as_path = Path(name_or_dir).expanduser()
     if as_path.is_dir() and (as_path / CONFIG_FILE).exists():
         return as_path
-    plain_name = paths.MODEL_NAME.fullmatch(name_or_dir) is not None
-    if plain_name and paths.model_dir(name_or_dir).is_dir():
-        return paths.model_dir(name_or_dir)
+    name = name_or_dir.rstrip("/") or name_or_dir  # `mymodel/`, as a shell completes it
+    if paths.is_model_name(name) and paths.model_dir(name).is_dir():
+        return paths.model_dir(name)
     bundled = paths.bundled_model_dir()
     if name_or_dir == paths.BUNDLED_MODEL_NAME and (bundled / CONFIG_FILE).is_file():
         return bundled

@@ -102,7 +102,7 @@ def continue_story(
 ) -> None:
     """Stream a continuation of FILE to standard output."""
     from storytui.sampling import SamplingSettings
-    from storytui.textfile import decode_text, read_story_bytes
+    from storytui.textfile import decode_text, normalize_newlines, read_story_bytes
 
     settings = SamplingSettings(
         temperature=temperature,
@@ -126,7 +126,8 @@ def continue_story(
     generator = load_generator(model, precision=precision, on_skip=_warn_skipped)
     pieces: list[str] = []
     out = sys.stdout
-    for delta in generator.stream(original, settings, prompt=prompt, memory=memory):
+    story = normalize_newlines(original)  # the model, like the app, sees "\n" line breaks
+    for delta in generator.stream(story, settings, prompt=prompt, memory=memory):
         pieces.append(delta)
         out.write(delta)
         out.flush()
@@ -263,10 +264,10 @@ def _refuse_mistyped_command(args: list[str]) -> None:
     """`storytui contine story.txt` is a typo, not a story named "contine" to open."""
     import difflib
 
-    if not args or Path(args[0]).exists():
-        return
+    if not args or Path(args[0]).exists() or any(mark in args[0] for mark in "./\\"):
+        return  # a name with an extension or a folder is a story to create
     commands = sorted(KNOWN_COMMANDS - {"open"})
-    close = difflib.get_close_matches(args[0], commands, n=1, cutoff=0.7)
+    close = difflib.get_close_matches(args[0], commands, n=1, cutoff=0.8)
     if close:
         _fail(
             f"no command {args[0]!r} (did you mean {close[0]!r}?); to open a new story of that "

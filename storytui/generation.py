@@ -73,6 +73,7 @@ class GenerationStats:
 
 
 PREFILL_CHUNK = 128  # tokens per model call when encoding ahead: the longest a cancel waits
+HEALED_BYTES = 2  # trailing whitespace the model writes again: a space, a blank line's "\n\n"
 
 
 @dataclass
@@ -315,22 +316,26 @@ class Generator:
                 self._busy_thread = None
 
     def heal(self, story: list[int]) -> tuple[list[int], bytes]:
-        """The story without its trailing whitespace tokens, and their bytes, which the first
-        generated tokens must then spell out.
+        """The story without its trailing whitespace (at most its last ``HEALED_BYTES``), and
+        those bytes, which the first generated tokens must then spell out.
 
         Pre-tokenisation glues a space to the word after it (" The"), and a blank line before
         a word is "\n", "\n": a story that ends in " " or "\n\n" ends in a token the model
         has hardly seen in that place (it wrote "ing…" at the start of a new paragraph). Taken
         back, the model writes the whitespace itself, in the tokens it was trained on, and only
-        what follows it is shown.
+        what follows it is shown. A longer run keeps the rest in the story, re-encoded: each
+        byte taken back costs the continuation a token.
         """
         if self.original_tokens:
             return story, b""
-        owed = b""
-        while story and (piece := self.tokenizer.token_bytes(story[-1])).isspace():
-            owed = piece + owed
-            story = story[:-1]
-        return story, owed
+        end = len(story)
+        while end and self.tokenizer.token_bytes(story[end - 1]).isspace():
+            end -= 1
+        run = b"".join(self.tokenizer.token_bytes(token) for token in story[end:])
+        if len(run) <= HEALED_BYTES:
+            return story[:end], run
+        kept = self.tokenizer.encode(run[:-HEALED_BYTES].decode("ascii"))
+        return story[:end] + kept, run[-HEALED_BYTES:]
 
     def fit_context(self, head: list[int], story: list[int], max_new: int) -> _Context:
         """The part of (head, story) the model sees: prompt and memory, then the story's tail,

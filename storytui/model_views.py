@@ -70,7 +70,8 @@ def print_presets(console: Console | None = None) -> None:
 
 
 def print_model_list(console: Console | None = None) -> None:
-    """The checkpoints, with a ``*`` on the one a command without ``--model`` uses."""
+    """The checkpoints, with a ``*`` on the one a command without ``--model`` tries first
+    (one whose weights turn out not to load is skipped, with a warning)."""
     console = console or Console()
     entries = list_checkpoints()
     if not entries:
@@ -82,7 +83,7 @@ def print_model_list(console: Console | None = None) -> None:
     first_choice = next(iter(model_candidates(entries)), None)
     table = Table(
         title=f"Models in {paths.models_dir()}",
-        caption="* used when no --model is given",
+        caption="* tried first when no --model is given",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,

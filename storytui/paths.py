@@ -38,19 +38,35 @@ def models_dir() -> Path:
     return home() / "models"
 
 
+def is_model_name(name: str) -> bool:
+    """One directory name inside ``models/``: no path that leads out of it (``..``, ``/x``),
+    nothing hidden (the temp dirs of a save under way)."""
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not name.startswith(".")
+        and not any(char in name for char in "/\\\x00")
+    )
+
+
 def check_model_name(name: str) -> str:
-    """A model name is one plain directory inside ``models/``: never a path that leads out."""
-    if not MODEL_NAME.fullmatch(name):
+    """``name`` if it names a model directory (any name a model may already have)."""
+    if not is_model_name(name):
         raise StoryError(
-            f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' "
-            "(at most 64, starting with a letter or digit)"
+            f"invalid model name {name!r}: a model is one name inside {models_dir()}, not a path"
         )
     return name
 
 
 def check_new_model_name(name: str) -> str:
-    """A name for a model about to be written: a valid name that does not hide the bundled one."""
-    if check_model_name(name) == BUNDLED_MODEL_NAME:
+    """A name for a model about to be written: plain letters, digits, '.', '_', '-' (it is
+    typed on command lines), and not the bundled model's name, which it would hide."""
+    if not MODEL_NAME.fullmatch(name):
+        raise StoryError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(at most 64, starting with a letter or digit)"
+        )
+    if name == BUNDLED_MODEL_NAME:
         raise StoryError(f"{name!r} is the bundled model's name; choose another")
     return name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -9,6 +10,16 @@ from storytui.errors import StoryError
 
 MAX_STORY_BYTES = 50 * 1024 * 1024
 _UTF8_BOM = "\ufeff".encode()
+
+
+# Every character str.splitlines() breaks on: the editor turns each into a line break.
+_LINE_BREAKS = re.compile(r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def normalize_newlines(text: str) -> str:
+    """The text as the editor stores it, and as the model sees any story: every line break
+    becomes ``\\n`` (what it was trained on; a file's own breaks are restored when written)."""
+    return _LINE_BREAKS.sub("\n", text)
 
 
 def looks_binary(data: bytes) -> bool:

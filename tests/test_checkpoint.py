@@ -186,12 +186,23 @@ def test_resolve_prefers_newest_finetune_then_pretrain(storytui_home: Path) -> N
 def test_model_names_never_lead_out_of_the_models_dir(storytui_home: Path) -> None:
     from storytui import paths
 
-    for name in ("..", ".", "../victim", "/tmp", "a/b", "", ".hidden", "x" * 65):
+    for name in ("..", ".", "../victim", "/tmp", "a/b", "a\\b", "", ".hidden"):
         with pytest.raises(StoryError, match="invalid model name"):
             paths.model_dir(name)
     assert paths.model_dir("my-model_2.1") == storytui_home / "models" / "my-model_2.1"
+    # a name an older version let a model have still names it; new models get plain names
+    assert paths.model_dir("my model") == storytui_home / "models" / "my model"
+    for name in ("my model", "x" * 65, "-dash", "caf\u00e9"):
+        with pytest.raises(StoryError, match="use letters, digits"):
+            paths.check_new_model_name(name)
     with pytest.raises(StoryError, match="bundled model's name"):
         paths.check_new_model_name("default")
+
+
+def test_a_model_with_an_old_style_name_is_still_usable(storytui_home: Path) -> None:
+    spaced = make_tiny_checkpoint(storytui_home / "models" / "my model")
+    assert resolve_model("my model") == spaced == resolve_model("my model/")
+    assert [e.name for e in list_checkpoints(include_bundled=False)] == ["my model"]
 
 
 def test_a_broken_best_model_falls_back_to_the_next(storytui_home: Path) -> None:

@@ -247,6 +247,9 @@ def test_models_rm_takes_only_a_model_name(
     assert (storytui_home / "runs" / "a-run").is_dir() and tiny_checkpoint.is_dir()
     code, _, err = run_cli(["models", "rm", "default", "--yes"], capsys)
     assert code == 1 and "no model named 'default'" in err
+    make_tiny_checkpoint(storytui_home / "models" / "old name")  # allowed by older versions
+    code, _, err = run_cli(["models", "rm", "old name", "--yes"], capsys)
+    assert code == 0 and not (storytui_home / "models" / "old name").exists(), err
 
 
 def test_tables_fit_80_columns(tiny_checkpoint: Path, storytui_home: Path) -> None:
@@ -328,8 +331,12 @@ def test_closed_stdout_is_one_line(tiny_checkpoint: Path, story: Path, storytui_
 
 
 def test_mistyped_command_and_version(story: Path, capsys) -> None:
+    from storytui.cli import _refuse_mistyped_command
+
     code, _, err = run_cli(["contine", str(story)], capsys)
     assert code == 2 and "no command 'contine' (did you mean 'continue'?)" in err
+    for new_story in ("train.txt", "data.md", "drafts/models", "rain.txt"):
+        _refuse_mistyped_command([new_story])  # a story to create: no SystemExit
     code, out, _ = run_cli(["--version"], capsys)
     from importlib.metadata import version
 
@@ -355,3 +362,25 @@ def test_model_omitted_skips_a_broken_newest_with_a_warning(
         ["continue", str(story), "-n", "5", "--seed", "1", "-m", "good"], capsys
     )
     assert out == expected
+
+
+def test_the_model_sees_plain_line_breaks_whatever_the_file_uses(
+    tiny_checkpoint: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """The model sees "\\n" line breaks, as in training and in the app: a Windows-style file
+    is continued as its Unix twin would be (and -i writes \\r\\n back)."""
+    from storytui.generation import Generator
+
+    seen: list[str] = []
+
+    def stream(self, text, settings, **kwargs):
+        seen.append(text)
+        yield "\nThree."
+
+    monkeypatch.setattr(Generator, "stream", stream)
+    story = tmp_path / "windows.txt"
+    story.write_bytes(b"One.\r\nTwo.\rOld Mac line.")
+    code, out, err = run_cli(["continue", str(story), "-i"], capsys)
+    assert code == 0, err
+    assert seen == ["One.\nTwo.\nOld Mac line."] and out == "\nThree.\n"
+    assert story.read_bytes() == b"One.\r\nTwo.\rOld Mac line.\r\nThree."

@@ -211,3 +211,28 @@ def test_status_counts_the_tokens_the_model_will_see_and_those_cut(tiny_checkpoi
             assert f"ctx {seen}/{generator.block_size}, {len(before) - seen} cut" in status
 
     run(scenario())
+
+
+def test_the_status_counts_the_context_the_model_sees_and_the_whole_story(
+    tiny_checkpoint, tmp_path
+):
+    """A story ending in a blank line: the model sees it without the "\\n\\n" (healed), the
+    story's own count keeps it wherever the cursor is."""
+    story = tmp_path / "blank.txt"
+    story.write_text("The lighthouse keeper.\n\n")
+
+    async def scenario():
+        app = new_app(story)
+        async with app.run_test(size=(140, 30)) as pilot:
+            await wait_ready(app, pilot)
+            tokenizer = app.generator.tokenizer
+            total = len(tokenizer.encode(story.read_text()))
+            for where in (app.editor.document.end, (0, 3)):
+                app.editor.move_cursor(where)
+                await pilot.pause()
+                assert f"· {total} tokens" in app.status_text()
+            app.editor.move_cursor(app.editor.document.end)
+            await pilot.pause()
+            assert f"ctx {total - 1}/" in app.status_text()  # "\n\n" is one token, taken back
+
+    run(scenario())

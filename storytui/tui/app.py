@@ -558,12 +558,12 @@ class StoryApp(FileActions, App[None]):
         if generator is None:
             return None
         head, before = generator.context_ids(text[:cursor], self.prompt, self.memory)
-        before, _ = generator.heal(before)  # trailing whitespace: the model writes it again
+        healed, _ = generator.heal(before)  # trailing whitespace: the model writes it again
         room = self.sampling.max_new_tokens if self.sampling else generator.block_size // 4
-        fitted = generator.fit_context(head, before, room)
+        fitted = generator.fit_context(head, healed, room)
         seen = len(fitted.head) + len(fitted.tail)
         total = len(before) if cursor >= len(text) else len(generator.tokenizer.encode(text))
-        return seen, len(head) + len(before) - seen, total
+        return seen, max(len(head) + len(healed) - seen, 0), total
 
 
 def run_app(file: Path | None) -> None:

@@ -12,21 +12,14 @@ All offsets are str indices into the editor's text, which always uses ``\\n`` li
 from __future__ import annotations
 
 import bisect
-import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from storytui.textfile import normalize_newlines
 
 # Probability buckets for the colour-by-probability view: (lowest probability, mark kind).
 PROBABILITY_BUCKETS = ((0.6, "prob-high"), (0.3, "prob-mid"), (0.1, "prob-low"), (0.0, "prob-rare"))
 GENERATED = "generated"
-
-# Every character str.splitlines() breaks on: the editor turns each into a line break.
-_LINE_BREAKS = re.compile(r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-
-
-def normalize_newlines(text: str) -> str:
-    """The text as the editor stores it: every line break becomes ``\\n``."""
-    return _LINE_BREAKS.sub("\n", text)
 
 
 class NewlineNormalizer:
