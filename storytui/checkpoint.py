@@ -153,6 +153,15 @@ def save_checkpoint(
     return Path(directory)
 
 
+def checkpoint_label(directory: Path) -> str:
+    """How messages name a checkpoint: by its model name when it lives in ``models/`` (what
+    the writer types after --model), by its path anywhere else."""
+    directory = Path(directory)
+    if directory.parent == paths.models_dir():
+        return directory.name
+    return str(directory)
+
+
 def read_meta(directory: Path) -> CheckpointMeta:
     """Read and validate config.json only (fast: used for listings)."""
     directory = Path(directory)
@@ -160,49 +169,51 @@ def read_meta(directory: Path) -> CheckpointMeta:
     if not directory.is_dir():
         raise StoryError(f"{directory} is not a checkpoint directory")
     if not config_path.is_file():
-        raise StoryError(f"checkpoint {directory} has no {CONFIG_FILE}")
+        raise StoryError(f"checkpoint {checkpoint_label(directory)} has no {CONFIG_FILE}")
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StoryError(
-            f"checkpoint {directory}: {CONFIG_FILE} is not valid JSON ({exc})"
+            f"checkpoint {checkpoint_label(directory)}: {CONFIG_FILE} is not valid JSON ({exc})"
         ) from exc
     try:
         return CheckpointMeta.from_json(data)
     except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise StoryError(f"checkpoint {directory}: {CONFIG_FILE} is malformed ({detail})") from exc
+        label = checkpoint_label(directory)
+        raise StoryError(f"checkpoint {label}: {CONFIG_FILE} is malformed ({detail})") from exc
 
 
 def load_checkpoint(directory: Path, *, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint, refusing any mismatch with one clear line."""
     directory = Path(directory)
     meta = read_meta(directory)
+    label = checkpoint_label(directory)
     tokenizer = load_tokenizer(meta.tokenizer)
     if tokenizer.hash != meta.tokenizer_hash:
         raise StoryError(
-            f"checkpoint {directory.name} was trained with vocabulary {meta.tokenizer} "
+            f"checkpoint {label} was trained with vocabulary {meta.tokenizer} "
             f"{meta.tokenizer_hash}, but this install's {meta.tokenizer} is {tokenizer.hash}"
         )
     if meta.model.vocab_size < tokenizer.n_vocab:
         raise StoryError(
-            f"checkpoint {directory.name}: model vocabulary {meta.model.vocab_size} is smaller "
+            f"checkpoint {label}: model vocabulary {meta.model.vocab_size} is smaller "
             f"than tokenizer {meta.tokenizer} ({tokenizer.n_vocab})"
         )
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
-        raise StoryError(f"checkpoint {directory.name} has no {WEIGHTS_FILE}")
+        raise StoryError(f"checkpoint {label} has no {WEIGHTS_FILE}")
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise StoryError(
-            f"checkpoint {directory.name}: {WEIGHTS_FILE} is corrupt or truncated ({exc})"
+            f"checkpoint {label}: {WEIGHTS_FILE} is corrupt or truncated ({exc})"
         ) from exc
     try:
         model = build_model(meta.model, initialize=False)  # load_weights fills every tensor
     except ValueError as exc:
-        raise StoryError(f"checkpoint {directory.name}: {exc}") from exc
-    load_weights(model, state, directory.name)
+        raise StoryError(f"checkpoint {label}: {exc}") from exc
+    load_weights(model, state, label)
     model.to(device).eval()
     return Checkpoint(
         path=directory, name=directory.name, meta=meta, model=model, tokenizer=tokenizer

@@ -229,3 +229,17 @@ def test_explicit_model_names_are_checked(storytui_home: Path, tmp_path: Path) -
         resolve_model(str(tmp_path))
     with pytest.raises(StoryError, match=r"no model named '\.\./x'"):
         resolve_model("../x")
+
+
+def test_messages_name_a_model_as_the_writer_types_it(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """By name in the data dir (what --model takes), by path anywhere else."""
+    outside = make_tiny_checkpoint(tmp_path / "elsewhere")
+    for directory, label in ((tiny_checkpoint, "tiny-test"), (outside, str(outside))):
+        for how in ("bad-json", "truncated"):
+            _corrupt(directory, how)
+            with pytest.raises(StoryError) as info:
+                load_checkpoint(directory)
+            assert str(info.value).startswith(f"checkpoint {label}")
+            make_tiny_checkpoint(directory)
