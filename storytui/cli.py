@@ -102,7 +102,7 @@ def continue_story(
 ) -> None:
     """Stream a continuation of FILE to standard output."""
     from storytui.sampling import SamplingSettings
-    from storytui.textfile import decode_text, normalize_newlines, read_story_bytes
+    from storytui.textfile import decode_text, normalize_newlines, read_story_bytes, story_label
 
     settings = SamplingSettings(
         temperature=temperature,
@@ -119,7 +119,7 @@ def continue_story(
     if in_place and file == "-":
         raise StoryError("--in-place needs a file, not standard input")
     on_disk = read_story_bytes(file)
-    original = decode_text(on_disk, "standard input" if file == "-" else file)
+    original = decode_text(on_disk, story_label(file))
 
     from storytui.session import load_generator
 

@@ -40,7 +40,12 @@ def decode_text(data: bytes, label: str) -> str:
 
 def read_story(path: str | Path) -> str:
     """Read a story file, or standard input for ``-``."""
-    return decode_text(read_story_bytes(path), "standard input" if str(path) == "-" else str(path))
+    return decode_text(read_story_bytes(path), story_label(path))
+
+
+def story_label(path: str | Path) -> str:
+    """How messages name what a story was read from."""
+    return "standard input" if str(path) == "-" else str(path)
 
 
 def read_story_bytes(path: str | Path) -> bytes:
@@ -73,15 +78,14 @@ def line_break(data: bytes) -> str:
 def appended_bytes(existing: bytes, addition: str) -> bytes:
     """``addition`` encoded to follow ``existing`` in the same file: in its line breaks, so a
     Windows-style story stays one (its own bytes, byte-order mark included, are kept as is)."""
-    return _in_line_breaks(addition, line_break(existing)).encode("utf-8")
+    newline = line_break(existing)
+    if newline != "\n":
+        addition = addition.replace("\r\n", "\n").replace("\n", newline)
+    return addition.encode("utf-8")
 
 
 def encoded_like(existing: bytes, text: str) -> bytes:
     """``text`` as the new version of a file that held ``existing``: with its byte-order mark
     and its line breaks, which reading the file took off (``decode_text``, the editor)."""
     bom = _UTF8_BOM if existing.startswith(_UTF8_BOM) else b""
-    return bom + _in_line_breaks(text, line_break(existing)).encode("utf-8")
-
-
-def _in_line_breaks(text: str, newline: str) -> str:
-    return text if newline == "\n" else text.replace("\r\n", "\n").replace("\n", newline)
+    return bom + appended_bytes(existing, text)
