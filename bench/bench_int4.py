@@ -10,6 +10,9 @@
    64 and 128 weights, alternated round by round; with ``--loss-gap``, each group size's loss
    gap against fp32 on real text, every token through the decoder. Together they set
    ``storytui.onnx_decoder.GROUP_SIZES``.
+3. The attention of one decoding step (``GroupQueryAttention``, the colab preset's nine
+   layers after 924 cached tokens) reading an fp32 KV cache, as storytui's does, against an
+   int8 one with a scale per channel, which reads a quarter of the bytes; alternated.
 """
 
 from __future__ import annotations
@@ -155,6 +158,104 @@ def group_size_loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) 
         print(f"| {g} | {loss:.4f} | {loss - reference:+.4f} |", flush=True)
 
 
+def attention_step_session(config, int8: bool):
+    """A graph of one ``GroupQueryAttention`` step per layer over caches of ``block_size``."""
+    from onnx import TensorProto, helper
+
+    H, G, D = config.n_head, config.n_kv_head, config.n_embd // config.n_head
+    cache_type = TensorProto.INT8 if int8 else TensorProto.FLOAT
+    builder = GraphBuilder()
+    inputs = [
+        helper.make_tensor_value_info("qkv", TensorProto.FLOAT, [1, 1, (H + 2 * G) * D]),
+        helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
+        helper.make_tensor_value_info("total_length", TensorProto.INT32, []),
+        helper.make_tensor_value_info("cos", TensorProto.FLOAT, [config.block_size, D // 2]),
+        helper.make_tensor_value_info("sin", TensorProto.FLOAT, [config.block_size, D // 2]),
+    ]
+    outputs = []
+    scales = ["", "", "", "k_scale", "v_scale"] if int8 else []
+    if int8:
+        for name in ("k_scale", "v_scale"):
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, G, 1, D]))
+    quant = dict(k_quant_type="PER_CHANNEL", v_quant_type="PER_CHANNEL", kv_cache_bit_width=8)
+    for i in range(config.n_layer):
+        for kind in ("key", "value"):
+            shape = [1, G, config.block_size, D]
+            inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", cache_type, shape))
+            outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", cache_type, shape))
+        past = [f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_length", "cos", "sin"]
+        builder.node(
+            "GroupQueryAttention",
+            ["qkv", "", "", *past, *scales],
+            [f"att{i}", f"present_key_{i}", f"present_value_{i}"],
+            num_heads=H,
+            kv_num_heads=G,
+            do_rotary=1,
+            rotary_interleaved=0,
+            **(quant if int8 else {}),
+        )
+        outputs.append(helper.make_tensor_value_info(f"att{i}", TensorProto.FLOAT, [1, 1, H * D]))
+    return new_session(builder.serialize("attention", inputs, outputs))
+
+
+def kv_cache_attention(model: StoryModel, rounds: int, cached: int = 924, steps: int = 200) -> None:
+    """ms per decoding step's attention, fp32 cache against int8, alternated round by round."""
+    import onnxruntime as ort
+
+    config = model.config
+    G, D, T = config.n_kv_head, config.n_embd // config.n_head, config.block_size
+    rng = np.random.default_rng(0)
+    angles = rng.random((T, D // 2), np.float32)
+    feed = {
+        "qkv": rng.standard_normal((1, 1, (config.n_head + 2 * G) * D), np.float32),
+        "seqlens_k": np.array([cached], np.int32),
+        "total_length": np.array(cached + 1, np.int32),
+        "cos": np.cos(angles),
+        "sin": np.sin(angles),
+    }
+    runs = {}
+    for int8 in (False, True):
+        session = attention_step_session(config, int8)
+        binding = session.io_binding()
+        extra = {"k_scale": np.full((1, G, 1, D), 0.02, np.float32)} if int8 else {}
+        extra |= {"v_scale": np.full((1, G, 1, D), 0.02, np.float32)} if int8 else {}
+        for name, array in (feed | extra).items():
+            binding.bind_cpu_input(name, array)
+        for i in range(config.n_layer):
+            for kind in ("key", "value"):
+                if int8:
+                    cache = rng.integers(-127, 128, (1, G, T, D), dtype=np.int8)
+                else:
+                    cache = rng.standard_normal((1, G, T, D), np.float32)
+                value = ort.OrtValue.ortvalue_from_numpy(cache)
+                binding.bind_ortvalue_input(f"past_{kind}_{i}", value)
+                binding.bind_ortvalue_output(f"present_{kind}_{i}", value)  # in place
+            binding.bind_output(f"att{i}")
+        runs["int8" if int8 else "fp32"] = (session, binding)
+    timings: dict[str, list[float]] = {name: [] for name in runs}
+    for session, binding in runs.values():
+        for _ in range(20):  # warm-up
+            session.run_with_iobinding(binding)
+    for _ in range(rounds):
+        for name, (session, binding) in runs.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                session.run_with_iobinding(binding)
+            timings[name].append((time.perf_counter() - start) / steps * 1e3)
+    cache_bytes = 2 * config.n_layer * G * (cached + 1) * D
+    print(
+        f"\nattention of one step, {config.n_layer} layers after {cached} tokens, {rounds} rounds:\n"
+    )
+    print("| KV cache | MB read | ms per step, each round | median |")
+    print("|---|---:|---|---:|")
+    for name, values in timings.items():
+        nbytes = cache_bytes * (4 if name == "fp32" else 1)
+        each = ", ".join(f"{v:.2f}" for v in values)
+        print(f"| {name} | {nbytes / 1e6:.1f} | {each} | {statistics.median(values):.2f} |")
+    ratio = statistics.median(timings["fp32"]) / statistics.median(timings["int8"])
+    print(f"\nint8 cache: {ratio:.2f}x the fp32 cache's speed")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -170,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     model = StoryModel(PRESETS["colab"].config(16384)).eval()
     matrix_kernels(model)
     group_size_speed(model, args.rounds, args.new_tokens)
+    kv_cache_attention(model, args.rounds + 2)
     for checkpoint_dir in args.loss_gap:
         group_size_loss_gap(checkpoint_dir, args.text, args.loss_tokens)
 
