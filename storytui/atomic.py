@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +16,9 @@ from pathlib import Path
 from storytui.errors import StoryError
 
 _TEMP_SUFFIX = ".tmp"
+_OLD_DIRECTORY = re.compile(r"\.(?P<name>.+)\.old-(?P<pid>\d+)")  # a replaced dir, until removed
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2  # renameat2 flag: swap two paths in one step
 
 
 def _disk_error(path: Path, exc: OSError) -> StoryError:
@@ -65,12 +71,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(final: Path) -> Iterator[Path]:
-    """Yield a temp directory beside ``final``; on success it replaces ``final`` in one rename.
+    """Yield a temp directory beside ``final``; on success it takes ``final``'s place at once.
 
-    A kill mid-write leaves only a hidden ``.<name>.tmp-*`` directory, never a half checkpoint.
+    A kill mid-write leaves only a hidden ``.<name>.tmp-*`` directory, never a half checkpoint,
+    and ``final`` is never missing: on Linux the two directories swap in one ``renameat2``
+    (``RENAME_EXCHANGE``). Where that is unavailable the old one is first renamed aside to
+    ``.<name>.old-<pid>``; ``restore_replaced`` puts it back if a kill fell between the renames.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    restore_replaced(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     umask = os.umask(0)
     os.umask(umask)
@@ -80,20 +90,77 @@ def atomic_directory(final: Path) -> Iterator[Path]:
         for child in tmp.iterdir():
             with open(child, "rb") as handle:
                 os.fsync(handle.fileno())
-        old = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(tmp, final)
+        _replace_directory(tmp, final)
         _fsync_dir(final.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise _disk_error(final, exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _replace_directory(new: Path, final: Path) -> None:
+    """Put directory ``new`` where ``final`` is (or is not yet) and delete the old one."""
+    if not final.exists():
+        os.replace(new, final)
+    elif exchange_paths(new, final):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old directory
+    else:
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(new, final)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step; False where the system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a libc older than glibc 2.28 or musl 1.2.5
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    renameat2.argtypes += [ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def restore_replaced(parent: Path) -> None:
+    """Undo a replacement a kill interrupted: a ``.<name>.old-<pid>`` directory whose ``<name>``
+    is missing goes back; one left after its replacement finished is deleted."""
+    try:
+        children = list(Path(parent).iterdir())
+    except OSError:
+        return
+    for child in children:
+        match = _OLD_DIRECTORY.fullmatch(child.name)
+        if match is None or not child.is_dir() or _is_running(int(match["pid"])):
+            continue
+        final = child.with_name(match["name"])
+        with contextlib.suppress(OSError):
+            if final.exists():
+                shutil.rmtree(child)
+            else:
+                os.replace(child, final)
+
+
+def _is_running(pid: int) -> bool:
+    """Whether process ``pid`` exists (so its replacement may still be under way)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -1,7 +1,8 @@
 """Checkpoints: a directory with ``model.safetensors`` (weights only) and ``config.json``.
 
 Weights are data, never code, so loading cannot execute anything. Writes go to a temp directory
-that is renamed into place, so a kill mid-save leaves the previous checkpoint intact. Loading
+that takes the checkpoint's place in one step (``atomic.atomic_directory``), so a kill mid-save
+leaves the previous checkpoint, whole and under its name. Loading
 checks the JSON, the architecture, the vocabulary hash and every tensor's shape, and turns each
 problem into one clear line.
 """
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from storytui import paths
-from storytui.atomic import atomic_directory
+from storytui.atomic import atomic_directory, restore_replaced
 from storytui.errors import StoryError
 from storytui.model import ModelConfig, build_model
 from storytui.story_format import StoryTemplate
@@ -267,6 +268,7 @@ class ModelEntry:
 def list_checkpoints(include_bundled: bool = True) -> list[ModelEntry]:
     entries: list[ModelEntry] = []
     root = paths.models_dir()
+    restore_replaced(root)
     if root.is_dir():
         for child in sorted(root.iterdir()):
             if not child.is_dir() or child.name.startswith("."):
@@ -293,8 +295,8 @@ NO_MODEL_HINT = (
 def resolve_model(name_or_dir: str | None) -> Path:
     """Find a checkpoint directory by path or name; ``None`` picks the best available.
 
-    The best available is the newest finetuned checkpoint, else the newest pretrained one, else
-    the bundled default.
+    The best available is the first of ``model_candidates``: finetuned, imported, pretrained,
+    then the bundled default.
     """
     if name_or_dir is None:
         candidates = model_candidates()
@@ -307,6 +309,7 @@ def resolve_model(name_or_dir: str | None) -> Path:
     if as_path.is_dir() and (as_path / CONFIG_FILE).exists():
         return as_path
     name = name_or_dir.rstrip("/") or name_or_dir  # `mymodel/`, as a shell completes it
+    restore_replaced(paths.models_dir())
     if paths.is_model_name(name) and paths.model_dir(name).is_dir():
         return paths.model_dir(name)
     bundled = paths.bundled_model_dir()

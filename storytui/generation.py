@@ -411,7 +411,7 @@ class Generator:
             window = (context.head + context.tail)[-self.block_size :]
             logits, _ = self.model(torch.tensor([window]), last_only=True)
             return None, logits[0, -1].float()
-        # rotary positions: keep the head, drop the oldest quarter of the tail, cache again
+        # rotary positions: keep the head, cut the tail so a quarter of the block is free, re-encode
         keep = self.block_size * 3 // 4 - len(context.head)
         context.tail = context.tail[-keep:]
         return self._prefill(context)

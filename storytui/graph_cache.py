@@ -34,7 +34,7 @@ Loaded = TypeVar("Loaded")
 
 
 def graph_dir() -> Path:
-    return paths.cache_dir() / "int4-graphs"
+    return paths.graph_cache_dir()
 
 
 def _builder_source() -> str:

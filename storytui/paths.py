@@ -1,13 +1,13 @@
-"""The one place that knows where storytui keeps things.
+"""The one place that resolves where storytui keeps things.
 
 Everything lives under the user data dir (platformdirs) or ``$STORYTUI_HOME`` when set:
 
-    $HOME/models/<name>/   checkpoints (model.safetensors + config.json)
-    $HOME/runs/<name>/     resumable training state and metrics
-    $HOME/data/            downloaded sources, cleaned text and token shards
-    $HOME/stories/         the untitled draft (autosave.txt) and recovery/ copies of unsaved files
-    $HOME/cache/           rebuildable: vocabularies, tiktoken's downloads, int4 decode graphs
-    $HOME/settings.json    sampling settings and UI preferences
+    models/<name>/   checkpoints (model.safetensors + config.json)
+    runs/<name>/     resumable training state and metrics
+    data/            downloaded sources, cleaned text and token shards
+    stories/         the untitled draft (autosave.txt) and recovery/ copies of unsaved files
+    cache/           rebuildable: vocabularies, tiktoken's downloads, int4 decode graphs
+    settings.json    sampling settings and UI preferences
 """
 
 from __future__ import annotations
@@ -106,6 +106,21 @@ def cache_dir() -> Path:
     return home() / "cache"
 
 
+def tokenizer_cache_dir() -> Path:
+    """Vocabularies trained by ``storytui train tokenizer`` (the bundled ones are assets)."""
+    return cache_dir() / "tokenizers"
+
+
+def tiktoken_cache_dir() -> Path:
+    """Where tiktoken keeps its download of the GPT-2 vocabulary."""
+    return cache_dir() / "tiktoken"
+
+
+def graph_cache_dir() -> Path:
+    """int4 decode graphs, built from a checkpoint once and reused."""
+    return cache_dir() / "int4-graphs"
+
+
 def stories_dir() -> Path:
     return home() / "stories"
 
@@ -144,5 +159,6 @@ def bundled_model_dir() -> Path:
     return assets_dir() / "models" / "default"
 
 
-def styles_dir() -> Path:
-    return assets_dir() / "styles"
+def stylesheet_path() -> Path:
+    """The app's Textual stylesheet."""
+    return assets_dir() / "styles" / "storytui.tcss"

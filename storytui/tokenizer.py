@@ -247,7 +247,7 @@ def load_tokenizer(name: str | None = None) -> Tokenizer:
         return Tokenizer("gpt2", _gpt2_ranks())
     candidates = [
         paths.tokenizer_assets_dir() / f"{name}.tiktoken",
-        paths.cache_dir() / "tokenizers" / f"{name}.tiktoken",
+        paths.tokenizer_cache_dir() / f"{name}.tiktoken",
     ]
     for path in candidates:
         if path.is_file():
@@ -279,7 +279,7 @@ def _gpt2_ranks() -> dict[bytes, int]:
         if not path.is_file():
             raise StoryError(f"{GPT2_VOCAB_ENV} points to {path}, which is not a file")
         return _load_ranks_file(path)
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(paths.cache_dir() / "tiktoken"))
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(paths.tiktoken_cache_dir()))
     try:
         encoding = tiktoken.get_encoding("gpt2")
     except Exception as exc:

@@ -72,6 +72,6 @@ def test_wheel_ships_tokenizer_and_default_model(tmp_path: Path) -> None:
         "storytui/assets/tokenizer/storytui-16k.tiktoken",
         "storytui/assets/models/default/model.safetensors",
         "storytui/assets/models/default/config.json",
-        "storytui/tui/storytui.tcss",
+        "storytui/assets/styles/storytui.tcss",
     ):
         assert required in names

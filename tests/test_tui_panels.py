@@ -12,6 +12,7 @@ from storytui.checkpoint import NO_MODEL_HINT
 from storytui.sampling import SamplingSettings
 from storytui.tui.app import NO_MODEL, READY
 from storytui.tui.commands import COMMANDS, EDITOR_KEYS
+from storytui.tui.editor import StoryEditor
 from storytui.tui.help import HelpScreen, keys_table
 from storytui.tui.model_picker import ModelPicker
 from tests.conftest import make_tiny_checkpoint
@@ -180,6 +181,12 @@ def test_every_action_has_a_key_a_palette_entry_and_help(tiny_checkpoint):
             assert table.row_count == len(COMMANDS) + len(EDITOR_KEYS)
             keys = [str(cell) for cell in table.columns[0]._cells]
             assert "F5 / ctrl+g" in keys and "ctrl+z" in keys
+            editor = app.query_one(StoryEditor)
+            editor_bound = set(editor._bindings.key_to_bindings)
+            for shown, _ in EDITOR_KEYS:  # each key the help lists really is bound
+                for key in shown.lower().split(" / "):
+                    if key not in ("shift+arrows", "tab", "shift+tab", "ctrl+p"):
+                        assert key in editor_bound, key
             await pilot.press("escape")
             assert not isinstance(app.screen, HelpScreen)
 
@@ -237,5 +244,22 @@ def test_preset_select_survives_its_label_not_being_composed_yet(monkeypatch):
             assert failures == ["a"]
             assert select.value == "b" and app.query_one(SelectCurrent).label == "b"
             assert app.changes[-1] == "b"
+
+    run(scenario())
+
+
+def test_tab_goes_from_the_story_to_the_first_field_and_back(tiny_checkpoint):
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press("f2")
+            app.editor.focus()
+            await pilot.press("tab")
+            assert app.focused is app.query_one("#prompt")
+            await pilot.press("tab")
+            assert app.focused is app.query_one("#memory")
+            await pilot.press("shift+tab", "shift+tab")
+            assert app.focused is app.editor
 
     run(scenario())

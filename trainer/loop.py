@@ -41,9 +41,9 @@ from trainer.throughput import (
     time_micro_step,
 )
 
-# Why a run ended; ranks agree on the highest-ranked reason any of them has.
 LOG_AT_LEAST_EVERY_S = 60.0  # slow steps (a CPU run) still log once a minute
 FUSED_ADAMW_DEVICES = ("cuda",)  # on the CPU the bench measures no consistent gain
+# Why a run ended; ranks agree on the highest-ranked reason any of them has.
 STOP_REASONS = ("done", "time budget", "halt", "SIGTERM", "SIGINT")
 
 
@@ -76,7 +76,8 @@ def make_optimizer(
 ) -> torch.optim.AdamW:
     """AdamW with weight decay on 2-D weights only (not norms); fused kernels on CUDA.
 
-    ``fused`` None picks the fused kernel where bench/bench_train.py measured it faster.
+    ``fused`` None picks the fused kernel on ``FUSED_ADAMW_DEVICES``: on the CPU
+    bench/bench_train.py measured it no faster; on CUDA it is PyTorch's recommended default.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from storytui import paths
-from storytui.atomic import atomic_directory, atomic_write_text
+from storytui.atomic import atomic_directory, atomic_write_text, restore_replaced
 from storytui.checkpoint import CheckpointMeta, load_weights, save_checkpoint
 
 LATEST = "latest"
@@ -61,6 +61,7 @@ def load_latest(name: str, model: nn.Module) -> dict[str, Any]:
     from storytui.checkpoint import WEIGHTS_FILE
 
     directory = latest_dir(name)
+    restore_replaced(directory.parent)
     load_weights(model, load_file(str(directory / WEIGHTS_FILE)), f"runs/{name}/{LATEST}")
     return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
 

@@ -34,7 +34,7 @@ def corpus_texts() -> Iterator[str]:
 
 def run_train_tokenizer(name: str, size: int, out: Path | None) -> Path:
     console = Console()
-    out = out or paths.cache_dir() / "tokenizers" / f"{name}.tiktoken"
+    out = out or paths.tokenizer_cache_dir() / f"{name}.tiktoken"
     started = time.perf_counter()
     ranks = train_tokenizer_file(corpus_texts(), out, size - 1)
     console.print(

@@ -55,7 +55,10 @@ Dtype = Annotated[
 ]
 Recipe = Annotated[
     str | None,
-    typer.Option("--recipe", help="storytui (default) or seed (the original recipe)."),
+    typer.Option(
+        "--recipe",
+        help="storytui or seed (the original recipe); default: seed for --preset seed, else storytui.",
+    ),
 ]
 RebuildData = Annotated[
     bool, typer.Option("--rebuild-data", help="Tokenise the training text again.")

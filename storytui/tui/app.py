@@ -67,7 +67,7 @@ def _bindings() -> list[Binding]:
 class StoryApp(FileActions, App[None]):
     """The co-writing app; ``file`` None reopens the last story (or the draft)."""
 
-    CSS_PATH = "storytui.tcss"
+    CSS_PATH = paths.stylesheet_path()
     TITLE = "storytui"
     BINDINGS = _bindings()
 

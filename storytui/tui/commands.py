@@ -62,12 +62,18 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 # Keys the editor itself handles, listed on the help screen.
-EDITOR_KEYS: tuple[tuple[str, str], ...] = (
+EDITOR_KEYS: tuple[tuple[str, str], ...] = (  # the editor's own keys, shown as " / " lists
     ("ctrl+z", "Undo: typing, or a whole continuation in one step"),
     ("ctrl+y", "Redo"),
     ("ctrl+x / ctrl+c / ctrl+v", "Cut / copy / paste"),
     ("shift+arrows", "Select text"),
+    ("F6 / F7", "Select the line / everything"),
     ("ctrl+left / ctrl+right", "Move by word"),
+    ("home / end", "Start / end of the line (also ctrl+a / ctrl+e)"),
+    ("pageup / pagedown", "Move by a screen"),
+    ("ctrl+w / alt+delete", "Delete the word before / after the cursor"),
+    ("ctrl+u / ctrl+k", "Delete to the start / end of the line"),
+    ("ctrl+shift+k", "Delete the line"),
     ("tab / shift+tab", "Move between the story and the panel's fields"),
     ("ctrl+p", "Command palette: every action by name"),
 )

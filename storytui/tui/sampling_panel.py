@@ -82,8 +82,11 @@ def parse_seed(raw: str) -> int | None:
         raise StoryError(f"seed must be a whole number or empty for random, not {raw!r}") from None
 
 
-class SidePanel(VerticalScroll):
-    """Prompt, memory and sampling; posts ``StoryFieldsChanged`` and ``SamplingChanged``."""
+class SidePanel(VerticalScroll, can_focus=False):
+    """Prompt, memory and sampling; posts ``StoryFieldsChanged`` and ``SamplingChanged``.
+
+    Not focusable itself: tab goes from the story straight to the first field, and a focused
+    field scrolls into view."""
 
     class StoryFieldsChanged(Message):
         def __init__(self, prompt: str, memory: str) -> None:

@@ -9,8 +9,9 @@
   the writer's file itself changes only on save. Opening the file again after a crash restores
   them. Saving or discarding removes the copy.
 
-Every write is atomic. A file that cannot be read as text is renamed aside
-(``NAME.corrupt-<timestamp>``) and never overwritten.
+Every write is atomic. A draft, recovery copy or sidecar that cannot be read is renamed aside
+(``NAME.corrupt-<timestamp>``) and never overwritten; a story file that cannot be read is an
+error and is left as it is.
 """
 
 from __future__ import annotations
