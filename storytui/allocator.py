@@ -4,10 +4,9 @@ glibc's malloc serves blocks above its mmap threshold with fresh pages from the 
 returns them on free, and it trims the heap's top as soon as enough is free. Every page it gives
 back is faulted in (and zeroed by the kernel) the next time it is used:
 
-- encoding a 1,000-token story with the ``colab`` model took about 70,000 page faults, over
-  100 ms of kernel time, on every cold prefill;
-- a CPU training step of the ``small`` preset (8 × 512 tokens) took 200,000–260,000, with
-  0.3–0.6 s of kernel time.
+- encoding a 1,000-token story with the ``colab`` model took 63,449 page faults and 116 ms
+  of kernel time, on every cold prefill;
+- a CPU training step of the ``small`` preset (8 × 512 tokens) took 196,614.
 
 PyTorch's CPU tuning guide preloads jemalloc or tcmalloc for the same reason; setting glibc's
 own thresholds needs no extra library. ``bench/bench_allocator.py`` measures both workloads.

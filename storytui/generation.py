@@ -118,7 +118,7 @@ class Generator:
         template: StoryTemplate | None = None,
         precision: str = "fp32",
     ) -> None:
-        keep_freed_memory()  # else each cold prefill faults ~65,000 pages in again
+        keep_freed_memory()  # else each cold prefill faults ~63,000 pages in again
         self.model = prepare_model(model, precision)
         release_freed_memory()  # what converting the weights freed
         self.precision = precision

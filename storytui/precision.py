@@ -23,7 +23,7 @@ PRECISIONS = ("fp32", "bf16", "int8", "int4")
 
 def default_precision() -> str:
     """The fastest precision that stays faithful, as bench/bench_generate.py measured it: int4
-    on x86 CPUs with AVX-512 or AVX2 (decode 2.2x and 2.3x int8, loss gap under 0.01 nats);
+    on x86 CPUs with AVX-512 or AVX2 (decode 2.1-2.3x int8, loss gap under 0.01 nats);
     int8 elsewhere (Arm, older x86), where ONNX Runtime's int4 kernels run code paths that were
     not measured."""
     return "int4" if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX2") else "int8"

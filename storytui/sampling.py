@@ -41,24 +41,29 @@ class SamplingSettings:
     top_alternatives: int = 5  # alternatives reported per token for the app
     valid_utf8: bool = True  # sample only tokens that keep the text valid UTF-8
 
-    def validate(self) -> SamplingSettings:
+    def violations(self) -> list[tuple[str, str]]:
+        """(attribute, rule) for every setting out of range; empty when all are allowed."""
         checks = [
             (self.temperature >= 0 and math.isfinite(self.temperature), "temperature", ">= 0"),
-            (self.top_k >= 0, "top-k", ">= 0; 0 turns it off"),
-            (0 < self.top_p <= 1, "top-p", "in (0, 1]"),
-            (0 <= self.min_p < 1, "min-p", "in [0, 1)"),
-            (0 < self.repetition_penalty <= 10, "repetition-penalty", "in (0, 10]"),
-            (self.repetition_window >= 0, "repetition-window", ">= 0"),
-            (self.dry_multiplier >= 0, "dry-multiplier", ">= 0"),
-            (self.dry_base >= 1, "dry-base", ">= 1"),
-            (self.dry_allowed_length >= 1, "dry-allowed-length", ">= 1"),
-            (1 <= self.max_new_tokens <= 100_000, "max-tokens", "between 1 and 100000"),
+            (self.top_k >= 0, "top_k", ">= 0; 0 turns it off"),
+            (0 < self.top_p <= 1, "top_p", "in (0, 1]"),
+            (0 <= self.min_p < 1, "min_p", "in [0, 1)"),
+            (0 < self.repetition_penalty <= 10, "repetition_penalty", "in (0, 10]"),
+            (self.repetition_window >= 0, "repetition_window", ">= 0"),
+            (self.dry_multiplier >= 0, "dry_multiplier", ">= 0"),
+            (self.dry_base >= 1, "dry_base", ">= 1"),
+            (self.dry_allowed_length >= 1, "dry_allowed_length", ">= 1"),
+            (1 <= self.max_new_tokens <= 100_000, "max_new_tokens", "between 1 and 100000"),
             (self.seed is None or 0 <= self.seed < 2**63, "seed", "between 0 and 2**63-1"),
             (all(self.stop), "stop", "non-empty strings"),
         ]
-        for ok, name, rule in checks:
-            if not ok:
-                raise StoryError(f"invalid {name}: {getattr(self, _attr(name))!r} (must be {rule})")
+        return [(attr, rule) for ok, attr, rule in checks if not ok]
+
+    def validate(self) -> SamplingSettings:
+        """Self, or a StoryError naming the first setting out of range as its flag is spelt."""
+        for attr, rule in self.violations():
+            flag = FLAGS.get(attr, attr.replace("_", "-"))
+            raise StoryError(f"invalid {flag}: {getattr(self, attr)!r} (must be {rule})")
         return self
 
     def with_changes(self, **changes) -> SamplingSettings:
@@ -80,14 +85,7 @@ class SamplingSettings:
         return cls(**values).validate()
 
 
-def _attr(flag: str) -> str:
-    return {
-        "top-k": "top_k",
-        "top-p": "top_p",
-        "min-p": "min_p",
-        "stop": "stop",
-        "max-tokens": "max_new_tokens",
-    }.get(flag, flag.replace("-", "_"))
+FLAGS = {"max_new_tokens": "max-tokens"}  # attributes whose command-line flag is not their name
 
 
 PRESET_SETTINGS: dict[str, SamplingSettings] = {
@@ -286,7 +284,9 @@ def choose_token(logits: torch.Tensor, settings: SamplingSettings, state: Sample
     )
     if settings.temperature == 0:
         return int(torch.argmax(logits))
-    logits = logits / settings.temperature
+    # from the top score down, so that a tiny temperature scales the others towards -inf
+    # (close to greedy) instead of every score to ±inf and the probabilities to NaN
+    logits = (logits - logits.max()) / settings.temperature
     logits = apply_top_k(logits, settings.top_k)
     logits = apply_top_p(logits, settings.top_p)
     logits = apply_min_p(logits, settings.min_p)

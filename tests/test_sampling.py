@@ -152,6 +152,18 @@ def test_temperature_zero_is_greedy() -> None:
         assert choose_token(logits, settings, state) == 2
 
 
+@pytest.mark.parametrize("temperature", [1e-45, 1e-38, 1e-6])
+def test_a_tiny_temperature_is_nearly_greedy_not_nan(temperature: float) -> None:
+    logits = torch.tensor([0.0, 1.0, 3.0, 2.9, float("-inf")])
+    for top_p, min_p in ((1.0, 0.0), (0.9, 0.05)):
+        settings = SamplingSettings(
+            temperature=temperature, top_p=top_p, min_p=min_p, repetition_penalty=1.0
+        )
+        for seed in range(5):
+            state = SamplerState(generator=torch.Generator().manual_seed(seed))
+            assert choose_token(logits, settings, state) == 2
+
+
 def test_seeded_draws_repeat_and_follow_the_distribution() -> None:
     settings = SamplingSettings(temperature=1.0, top_p=1.0, min_p=0.0, repetition_penalty=1.0)
     logits = torch.tensor([0.0, math.log(3.0)])  # p = 0.25, 0.75

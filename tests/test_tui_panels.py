@@ -46,7 +46,8 @@ def test_sampling_changes_apply_to_the_next_continuation_and_persist(tiny_checkp
             await pilot.press("-", "1")
             await pilot.pause()
             error = str(app.query_one("#error-temperature").render())
-            assert "invalid temperature" in error and field.has_class("-invalid")
+            assert error == "temperature must be >= 0; still using 0.8"
+            assert field.has_class("-invalid")
             assert app.query_one("#error-temperature").display
             assert app.sampling.temperature == 0.8  # the refused value is not used
             await pilot.press("backspace", "backspace", "0")
@@ -76,6 +77,36 @@ def test_sampling_changes_apply_to_the_next_continuation_and_persist(tiny_checkp
     run(scenario())
 
 
+def test_a_refused_value_leaves_the_value_from_before_the_edit_in_use(tiny_checkpoint):
+    use_sampling(max_new_tokens=256, top_k=40)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press("f2")
+            field = app.query_one("#field-max_new_tokens")
+            field.focus()
+            field.value = ""
+            await pilot.press(*"100001")  # 10000 on the way is allowed, 100001 is not
+            await pilot.pause()
+            assert app.sampling.max_new_tokens == 256
+            assert "still using 256" in str(app.query_one("#error-max_new_tokens").render())
+            top_k = app.query_one("#field-top_k")
+            top_k.focus()
+            top_k.value = ""
+            await pilot.press(*"2.5")
+            await pilot.pause()
+            assert app.sampling.top_k == 40 and app.sampling.max_new_tokens == 256
+            await pilot.press("backspace", "backspace")  # "2": allowed, used
+            await pilot.pause()
+            assert app.sampling.top_k == 2
+        saved = json.loads(paths.settings_path().read_text())
+        assert saved["sampling"]["max_new_tokens"] == 256 and saved["sampling"]["top_k"] == 2
+
+    run(scenario())
+
+
 def test_a_long_validation_message_wraps_inside_the_panel(tiny_checkpoint):
     async def scenario():
         app = new_app()
@@ -89,7 +120,7 @@ def test_a_long_validation_message_wraps_inside_the_panel(tiny_checkpoint):
             await pilot.pause()
             error = app.query_one("#error-top_k")
             message = str(error.render())
-            assert message == "invalid top-k: -3 (must be >= 0; 0 turns it off)"
+            assert message == "top-k must be >= 0; 0 turns it off; still using 0"
             assert len(message) > app.panel.content_region.width  # it has to wrap to fit
             assert text_in(app, error) == message
 

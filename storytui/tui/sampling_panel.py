@@ -1,16 +1,16 @@
 """The side panel: the prompt and memory the model sees, and the sampling settings.
 
-Sampling fields are checked as they are typed with ``SamplingSettings.with_changes`` (which
-validates); a refused value stays in its field, marked, with the reason under it, and the last
-good settings keep being used. The fields appear once the model stack has been imported, since
+Sampling fields are checked as they are typed (``SamplingSettings.violations``); a refused value
+stays in its field, marked, with the reason under it, and the value in use before that field's
+edit began keeps being used (typing 100001 leaves neither 10000 nor 100001 in use). The fields appear once the model stack has been imported, since
 ``storytui.sampling`` needs torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
@@ -72,6 +72,18 @@ def parse_field(field: Field, raw: str) -> float | int:
         raise StoryError(f"{field.label.lower()} must be {kind}, not {raw.strip()!r}") from None
 
 
+def _field(attr: str) -> Field:
+    return next(f for f in FIELDS if f.attr == attr)
+
+
+def _label(attr: str) -> str:
+    return "seed" if attr == "seed" else _field(attr).label.lower()
+
+
+def _shown(value: float | int | None) -> str:
+    return "a random seed" if value is None else format_value(value)
+
+
 def parse_seed(raw: str) -> int | None:
     raw = raw.strip()
     if not raw or raw.lower() == "random":
@@ -106,11 +118,16 @@ class SidePanel(VerticalScroll, can_focus=False):
         self._memory = memory
         self.settings = None  # storytui.sampling.SamplingSettings once shown
         self.presets: dict = {}
+        self._before_edit: dict[str, float | int | None] = {}  # field -> value when edit began
 
     def compose(self) -> ComposeResult:
         yield Label("Prompt", classes="panel-heading")
         yield Input(
-            self._prompt, placeholder="a premise: The moon is late", id="prompt", compact=True
+            self._prompt,
+            placeholder="a premise: The moon is late",
+            id="prompt",
+            compact=True,
+            select_on_focus=False,  # shift+tab back into it must not put the premise at risk
         )
         yield Label("Memory / author's note", classes="panel-heading")
         yield TextArea(
@@ -199,6 +216,7 @@ class SidePanel(VerticalScroll, can_focus=False):
                     getattr(settings, field.attr)
                 )
                 self._show_error(field.attr, "")
+        self._before_edit.clear()
         self.settings = settings
         self.post_message(self.SamplingChanged(settings, name))
 
@@ -209,16 +227,34 @@ class SidePanel(VerticalScroll, can_focus=False):
             return
         event.stop()
         attr = input_id.removeprefix("field-")
+        # the value in use when this edit began: what a refused value falls back to, so that
+        # typing 100001 does not leave the 10000 typed on the way in use
+        before = self._before_edit.setdefault(attr, getattr(self.settings, attr))
         try:
             if attr == "seed":
-                settings = self.settings.with_changes(seed=parse_seed(event.value))
+                value = parse_seed(event.value)
             else:
-                field = next(f for f in FIELDS if f.attr == attr)
-                settings = self.settings.with_changes(**{attr: parse_field(field, event.value)})
+                value = parse_field(_field(attr), event.value)
+            settings = replace(self.settings, **{attr: value})
+            rules = [rule for broken, rule in settings.violations() if broken == attr]
+            if rules:
+                raise StoryError(f"{_label(attr)} must be {rules[0]}")
         except StoryError as exc:
-            self._show_error(attr, str(exc))
+            self._show_error(attr, f"{exc}; still using {_shown(before)}")
+            self._use(replace(self.settings, **{attr: before}))
             return
         self._show_error(attr, "")
+        self._use(settings.validate())
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        """Leaving a field ends its edit: the next edit falls back to what is in use then."""
+        widget_id = event.widget.id or ""
+        if widget_id.startswith("field-"):
+            self._before_edit.pop(widget_id.removeprefix("field-"), None)
+
+    def _use(self, settings) -> None:
+        if settings == self.settings:
+            return
         self.settings = settings
         preset = self._matching_preset(settings)
         with self.prevent(Select.Changed):
