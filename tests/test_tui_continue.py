@@ -236,3 +236,68 @@ def test_the_status_counts_the_context_the_model_sees_and_the_whole_story(
             assert f"ctx {total - 1}/" in app.status_text()  # "\n\n" is one token, taken back
 
     run(scenario())
+
+
+def test_typing_while_the_model_writes_stops_it_and_goes_in(tiny_checkpoint):
+    use_sampling(seed=11, max_new_tokens=5000)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING, "f5")
+            await wait_for(pilot, lambda: len(app.job.variant.tokens) >= 8, what="tokens")
+            await pilot.press("X", "y", "enter", "z")
+            await wait_for(pilot, lambda: app.job is None, what="stop")
+            assert app.last_stats.stopped_by == "cancelled"
+            variant = app.continuations.live[-1].variant
+            assert app.editor.text == OPENING + variant.text + "Xy\nz"  # none of it lost
+            assert "Xy" not in variant.text and not app.editor.read_only
+            for _ in range(3):  # the typing is the writer's own edit: undone first, as typing
+                if app.editor.text == OPENING + variant.text:
+                    break
+                await pilot.press("ctrl+z")
+            assert app.editor.text == OPENING + variant.text
+            await pilot.press("ctrl+z")
+            assert app.editor.text == OPENING
+
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: len(app.job.variant.tokens) >= 8, what="tokens")
+            await pilot.press("backspace")  # a key that edits text already there: stops only
+            await wait_for(pilot, lambda: app.job is None, what="stop")
+            assert app.editor.text == OPENING + app.continuations.live[-1].variant.text
+
+    run(scenario())
+
+
+def test_a_long_story_is_counted_off_the_ui_thread(tiny_checkpoint, tmp_path):
+    """Encoding a story of megabytes takes a second: the status bar must not do it on every
+    keystroke in the UI thread; it shows the counts once a thread has them."""
+    import threading
+
+    from storytui.tui.app import COUNT_IN_THREAD_CHARS
+
+    story = tmp_path / "long.txt"
+    paragraph = "The keeper climbed the stairs and lit the lamp again.\n\n"
+    story.write_text(paragraph * (COUNT_IN_THREAD_CHARS // len(paragraph) + 50))
+
+    async def scenario():
+        app = new_app(story)
+        counted_in = []
+        real_count = app._count
+
+        def count(*inputs):
+            counted_in.append(threading.current_thread() is threading.main_thread())
+            return real_count(*inputs)
+
+        app._count = count
+        async with app.run_test(size=(140, 30)) as pilot:
+            await wait_ready(app, pilot)
+            total = len(app.generator.tokenizer.encode(story.read_text()))
+            app.editor.move_cursor((10, 0))
+            await wait_for(pilot, lambda: f"· {total} tokens" in app.status_text(), what="count")
+            await pilot.press("X")
+            await wait_for(pilot, lambda: f"· {total + 1} tokens" in app.status_text(), what="+1")
+            assert counted_in and not any(counted_in)
+
+    run(scenario())

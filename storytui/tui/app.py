@@ -14,6 +14,7 @@ Nothing here imports torch at module level: ``storytui.sampling``, ``storytui.ch
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from storytui.tui.story_files import OpenedStory, Story, open_initial
 
 LOADING, READY, NO_MODEL = "loading model…", "ready", "no model"
 DRAWS_PER_SECOND = 20  # how often streamed tokens are put on screen
+COUNT_IN_THREAD_CHARS = 100_000  # longer stories are counted off the UI thread
 PROBABILITY_LEGEND = "token colours: green ≥60%, yellow ≥30%, orange ≥10%, red <10% likely"
 
 
@@ -98,6 +100,7 @@ class StoryApp(FileActions, App[None]):
         self.sampling = None  # storytui.sampling.SamplingSettings once imported
         self.last_stats = None
         self._status_dirty = True
+        self._counts: tuple[tuple, StoryCounts] | None = None  # (what was counted, the counts)
         self._model_notices: set[str] = set()
         self._last_draw = 0.0
         self.encode_ahead = EncodeAhead(self)
@@ -305,6 +308,7 @@ class StoryApp(FileActions, App[None]):
         if self.job is None or message.job_id != self.job.id or self._closing_down:
             return
         self.cowriter.finish(message.stats.seed)
+        self.editor.type_ahead_in()
         self.last_stats = message.stats
         self.panel.show_last_seed(message.stats.seed)
         if message.error:
@@ -313,6 +317,11 @@ class StoryApp(FileActions, App[None]):
         self._refresh_status()
         self.refresh_bindings()
         self.encode_ahead.schedule()
+
+    def on_story_editor_typed_ahead(self, message: StoryEditor.TypedAhead) -> None:
+        """The writer types while the model writes: the model stops, the typing goes in."""
+        if self.job is not None and not self.job.cancel.is_set():
+            self.cowriter.stop()
 
     def action_stop(self) -> None:
         if self.job is not None:
@@ -525,23 +534,56 @@ class StoryApp(FileActions, App[None]):
             parts.append(f"{name} · {'writing…' if self.job else READY}")
         else:
             parts.append(self.model_state)
-        counts = self._count_tokens(text, editor.cursor_index)
-        if counts is not None and self.generator is not None:
-            seen, cut, total = counts
+        counts = self._story_counts(text, editor.cursor_index)
+        if counts.context is not None and self.generator is not None:
+            seen, cut = counts.context
             dropped = f", {cut} cut" if cut > 0 else ""
             parts.append(f"ctx {seen}/{self.generator.block_size}{dropped}")
-        else:
-            total = None
         if self.last_stats is not None:
             stats = self.last_stats
             first = f"first {stats.first_token_seconds * 1000:.0f} ms"  # the wait after F5
             parts.append(f"{stats.tokens_per_second:.1f} tok/s · {first}")
-        words = f"{len(text.split())} words"
-        parts.append(words + (f" · {total} tokens" if total is not None else ""))
+        if counts.words is not None:
+            tokens = f" · {counts.tokens} tokens" if counts.tokens is not None else ""
+            parts.append(f"{counts.words} words{tokens}")
         continuation = self.continuations.target(editor.cursor_index)
         if continuation is not None and len(continuation.variants) > 1:
             parts.append(f"alt {continuation.current + 1}/{len(continuation.variants)}")
         return " │ ".join(parts)
+
+    def _story_counts(self, text: str, cursor: int) -> StoryCounts:
+        """The status bar's counts for ``text``; a long story is counted in a thread (encoding
+        5 MB takes a second), showing the last counts until the new ones are ready."""
+        room = self.sampling.max_new_tokens if self.sampling else None
+        inputs = (text, cursor, self.prompt, self.memory, room)
+        key = (hash(text), len(text), *inputs[1:], id(self.generator))
+        if self._counts is not None and self._counts[0] == key:
+            return self._counts[1]
+        if len(text) <= COUNT_IN_THREAD_CHARS:
+            counts = self._count(*inputs)
+            self._counts = (key, counts)
+            return counts
+        self._count_in_thread(key, inputs)
+        return self._counts[1] if self._counts is not None else StoryCounts()
+
+    @work(thread=True, group="status-counts", exclusive=True)
+    def _count_in_thread(self, key: tuple, inputs: tuple) -> None:
+        counts = self._count(*inputs)
+        self.call_from_thread(self._counted, key, counts)
+
+    def _counted(self, key: tuple, counts: StoryCounts) -> None:
+        self._counts = (key, counts)
+        self._status_dirty = True
+
+    def _count(
+        self, text: str, cursor: int, prompt: str, memory: str, room: int | None
+    ) -> StoryCounts:
+        words = len(text.split())
+        tokens = self._count_tokens(text, cursor, prompt, memory, room)
+        if tokens is None:
+            return StoryCounts(words=words)
+        seen, cut, total = tokens
+        return StoryCounts(context=(seen, cut), words=words, tokens=total)
 
     def _file_status(self) -> str:
         if self.path is None:
@@ -551,19 +593,30 @@ class StoryApp(FileActions, App[None]):
             return f"{self.path.name} · new, not saved yet"
         return f"{self.path.name} · {'modified' if self.modified else 'saved'}"
 
-    def _count_tokens(self, text: str, cursor: int) -> tuple[int, int, int] | None:
+    def _count_tokens(
+        self, text: str, cursor: int, prompt: str, memory: str, room: int | None
+    ) -> tuple[int, int, int] | None:
         """(tokens the model would see for a continuation here, tokens cut from their start to
         make room, tokens in the story)."""
         generator = self.generator
         if generator is None:
             return None
-        head, before = generator.context_ids(text[:cursor], self.prompt, self.memory)
+        head, before = generator.context_ids(text[:cursor], prompt, memory)
         healed, _ = generator.heal(before)  # trailing whitespace: the model writes it again
-        room = self.sampling.max_new_tokens if self.sampling else generator.block_size // 4
-        fitted = generator.fit_context(head, healed, room)
+        fitted = generator.fit_context(head, healed, room or generator.block_size // 4)
         seen = len(fitted.head) + len(fitted.tail)
         total = len(before) if cursor >= len(text) else len(generator.tokenizer.encode(text))
         return seen, max(len(head) + len(healed) - seen, 0), total
+
+
+@dataclass(frozen=True)
+class StoryCounts:
+    """What the status bar counts: tokens seen / cut for a continuation at the cursor, words
+    and tokens in the story (None: not known yet)."""
+
+    context: tuple[int, int] | None = None
+    words: int | None = None
+    tokens: int | None = None
 
 
 def run_app(file: Path | None) -> None:

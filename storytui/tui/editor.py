@@ -10,6 +10,9 @@ What it adds to Textual's TextArea:
 * ``app_edit()``: a block in which the app changes the text itself; those changes are not
   reported and, unless asked, not recorded in the undo history. The app records each finished
   continuation as one undo step, so ctrl+z removes a whole continuation at once.
+* ``typed_ahead``: what the writer types while the model writes (the editor is read-only then):
+  kept, announced with ``TypedAhead`` so that the app stops the model, and typed in once it
+  has (``type_ahead_in``). Keys that would change text already there stop the model too.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Offset
+from textual.message import Message
 from textual.widgets import TextArea
 from textual.widgets.text_area import Edit, EditHistory, Location
 
 from storytui.tui.continuations import REDO, UNDO, HistoryStep, Mark
 
 MARK_STYLES = ("generated", "prob-high", "prob-mid", "prob-low", "prob-rare")
+STOPPING_KEYS = frozenset({"backspace", "delete", "ctrl+w", "ctrl+u", "ctrl+k", "ctrl+v"})
 
 
 @dataclass
@@ -50,6 +56,9 @@ class StoryEditor(TextArea):
         Binding("ctrl+y", "redo", "Redo", show=False),
     ]
 
+    class TypedAhead(Message):
+        """The writer pressed a key that edits while the model was writing."""
+
     def __init__(
         self,
         text: str = "",
@@ -71,12 +80,32 @@ class StoryEditor(TextArea):
             checkpoint_max_characters=self.history.checkpoint_max_characters,
         )
         self.on_writer_edit = on_writer_edit
+        self.typed_ahead = ""
         self.marks: list[Mark] = []
         self._mark_starts: list[int] = []
         self._snapshot = self.text
         self._app_edit_depth = 0
         self._line_starts: list[int] | None = None
         self._hold_scroll = False
+
+    # ------------------------------------------------------------------ typing while it writes
+
+    async def _on_key(self, event: events.Key) -> None:
+        if self.read_only and (event.is_printable or event.key == "enter"):
+            event.stop()
+            event.prevent_default()
+            self.typed_ahead += "\n" if event.key == "enter" else (event.character or "")
+            self.post_message(self.TypedAhead())
+            return
+        if self.read_only and event.key in STOPPING_KEYS:
+            self.post_message(self.TypedAhead())  # the model stops; the key is pressed again
+        await super()._on_key(event)
+
+    def type_ahead_in(self) -> None:
+        """Type what was typed while the model wrote, at the cursor, as the writer's edit."""
+        text, self.typed_ahead = self.typed_ahead, ""
+        if text:
+            self.insert(text)
 
     # ------------------------------------------------------------------ change tracking
 
