@@ -253,3 +253,48 @@ def test_redo_brings_a_continuation_back_with_its_alternatives_past_other_steps(
             assert not app.continuations.live and not app.continuations.undone
 
     run(scenario())
+
+
+def test_retry_and_alternatives_act_only_on_the_continuation_at_the_cursor(tiny_checkpoint):
+    use_sampling(max_new_tokens=10)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await open_and_continue(app, pilot)
+            await continue_story(app, pilot, key="ctrl+r")
+            text = app.editor.text
+            app.editor.move_cursor((0, 0))  # far from the continuation
+            for key in ("ctrl+r", "f3", "f4"):
+                await pilot.press(key)
+                await pilot.pause()
+                assert app.job is None and app.editor.text == text
+                assert app.editor.cursor_location == (0, 0)
+            messages = [n.message for n in app._notifications]
+            assert any("put the cursor in a continuation first" in m for m in messages)
+            assert "alt " not in app.status_text()  # the status speaks of the cursor's spot
+            app.editor.move_cursor(app.editor.document.end)
+            await pilot.pause()
+            assert "alt 2/2" in app.status_text()
+
+    run(scenario())
+
+
+def test_the_status_names_the_model_that_writes_while_another_loads(tiny_checkpoint):
+    from storytui.tui.app import LOADING
+
+    use_sampling(seed=3, max_new_tokens=5000)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING, "f5")
+            await wait_for(pilot, lambda: app.job is not None, what="job")
+            app.model_state = LOADING  # as while a model picked with ctrl+l loads
+            status = app.status_text()
+            assert "tiny-test · writing…" in status and f"next: {LOADING}" in status
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.job is None, what="stop")
+
+    run(scenario())

@@ -28,7 +28,7 @@ from textual.widgets import Footer, Static, TextArea
 
 from storytui import paths
 from storytui.errors import StoryError
-from storytui.tui.commands import COMMANDS
+from storytui.tui.commands import COMMANDS, display_key
 from storytui.tui.continuations import Continuation, ContinuationLog, HistoryStep
 from storytui.tui.cowriter import CoWriter, GenerationDone, Job, TokensReady, stream_into
 from storytui.tui.dialogs import TokenAlternatives, whole_alternatives
@@ -49,17 +49,18 @@ PROBABILITY_LEGEND = "token colours: green ≥60%, yellow ≥30%, orange ≥10%,
 
 
 def _bindings() -> list[Binding]:
-    """App key bindings from the command table (F-keys shown as F5, not f5)."""
+    """App key bindings from the command table (F5 and Esc as the help screen writes them;
+    ctrl keys in Textual's own ^g)."""
     bindings = []
     for command in COMMANDS:
         first = command.keys.split(",")[0]
-        display = {"question_mark": "?", "escape": "esc"}.get(first, first)
+        display = display_key(first)
         bindings.append(
             Binding(
                 command.keys,
                 command.action,
                 command.label,
-                key_display=display.upper() if display.startswith("f") else None,
+                key_display=display if display != first else None,
                 tooltip=command.help,
             )
         )
@@ -101,6 +102,8 @@ class StoryApp(FileActions, App[None]):
         self.last_stats = None
         self._status_dirty = True
         self._counts: tuple[tuple, StoryCounts] | None = None  # (what was counted, the counts)
+        self._notice_topic = ""
+        self._writing_with = ""  # the model the running job writes with
         self._model_notices: set[str] = set()
         self._last_draw = 0.0
         self.encode_ahead = EncodeAhead(self)
@@ -154,15 +157,23 @@ class StoryApp(FileActions, App[None]):
         self.set_interval(0.5, self._refresh_status_if_dirty)
         self._refresh_status()
 
-    def _notice(self, text: str, severity: str = "warning", toast: bool = True) -> None:
-        """A one-line message under the story that stays until replaced (and a toast)."""
+    def _notice(
+        self, text: str, severity: str = "warning", toast: bool = True, topic: str = ""
+    ) -> None:
+        """A one-line message under the story that stays until replaced, or until what it is
+        about (``topic``: "file", "generation", ...) goes right; errors also get a toast."""
         self.notices.append(text)
+        self._notice_topic = topic
         self._notice_line.update(Content(text))
         self._notice_line.set_class(True, "-visible")
-        if toast:
+        if toast and severity == "error":
             self.notify(text, severity=severity, timeout=8, markup=False)
 
-    def _clear_notice(self) -> None:
+    def _clear_notice(self, topic: str | None = None) -> None:
+        """Remove the message line; with ``topic``, only a message about that."""
+        if topic is not None and topic != self._notice_topic:
+            return
+        self._notice_topic = ""
         self._notice_line.update("")
         self._notice_line.set_class(False, "-visible")
 
@@ -260,12 +271,20 @@ class StoryApp(FileActions, App[None]):
             return None
         continuation = self.continuations.target(self.editor.cursor_index)
         if continuation is None:
-            self.notify(message, severity="warning")
+            self.notify(self._where_continuations_are(message), severity="warning")
         return continuation
+
+    def _where_continuations_are(self, message: str) -> str:
+        """``message``, or where the latest continuation is when the cursor is outside it."""
+        if not self.continuations.live:
+            return message
+        line = self.editor.location_of(self.continuations.live[-1].start)[0] + 1
+        return f"put the cursor in a continuation first (the latest starts on line {line})"
 
     def _run(self, job: Job) -> None:
         """Start the generation thread for a job the co-writer has set up."""
         self.encode_ahead.cancel()  # the job encodes its own context; don't make it wait
+        self._writing_with = getattr(self.generator, "checkpoint_name", "model")
         self.run_worker(
             partial(
                 stream_into,
@@ -312,7 +331,9 @@ class StoryApp(FileActions, App[None]):
         self.last_stats = message.stats
         self.panel.show_last_seed(message.stats.seed)
         if message.error:
-            self._notice(message.error, severity="error")
+            self._notice(message.error, severity="error", topic="generation")
+        else:
+            self._clear_notice("generation")
         self._refresh_marks()
         self._refresh_status()
         self.refresh_bindings()
@@ -336,7 +357,10 @@ class StoryApp(FileActions, App[None]):
             self.notify("stop the model first (Esc)", severity="warning")
             return
         continuation = self.continuations.target(self.editor.cursor_index)
-        if continuation is None or len(continuation.variants) < 2:
+        if continuation is None:
+            self.notify(self._where_continuations_are("no continuation yet"), severity="warning")
+            return
+        if len(continuation.variants) < 2:
             self.notify("no other alternatives here: ctrl+r writes one", severity="warning")
             return
         self.cowriter.cycle(continuation, step)
@@ -529,9 +553,12 @@ class StoryApp(FileActions, App[None]):
         editor = self.editor
         text = editor.text
         parts = [self._file_status()]
-        if self.generator is not None and self.model_state == READY:
-            name = getattr(self.generator, "checkpoint_name", "model")
-            parts.append(f"{name} · {'writing…' if self.job else READY}")
+        if self.job is not None:  # the model that writes, even while another one loads
+            parts.append(f"{self._writing_with} · writing…")
+            if self.model_state != READY:
+                parts.append(f"next: {self.model_state}")
+        elif self.generator is not None and self.model_state == READY:
+            parts.append(f"{getattr(self.generator, 'checkpoint_name', 'model')} · {READY}")
         else:
             parts.append(self.model_state)
         counts = self._story_counts(text, editor.cursor_index)

@@ -154,11 +154,12 @@ class ContinuationLog:
     # ------------------------------------------------------------------ lookup
 
     def target(self, offset: int) -> Continuation | None:
-        """The continuation the writer means: the newest one around ``offset``, else the newest."""
+        """The continuation the writer means: the newest one around ``offset`` (None when the
+        cursor is in none: retry and alternatives never change text away from the cursor)."""
         for continuation in reversed(self.live):
             if continuation.contains(offset):
                 return continuation
-        return self.live[-1] if self.live else None
+        return None
 
     def token_at(self, offset: int) -> tuple[Continuation, int] | None:
         """(continuation, token index) of the generated token under ``offset``."""
