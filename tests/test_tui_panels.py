@@ -189,6 +189,8 @@ def test_model_picker_switches_models_in_the_background(tiny_checkpoint, storytu
             await wait_for(pilot, lambda: isinstance(app.screen, ModelPicker))
             names = [entry.name for entry in app.screen.entries]
             assert names == ["other", "tiny-test"]
+            await pilot.pause()
+            assert app.screen.query_one("#models").highlighted == names.index(first)  # in use
             target = "other" if first == "tiny-test" else "tiny-test"
             app.screen.query_one("#models").highlighted = names.index(target)
             await pilot.press("enter")

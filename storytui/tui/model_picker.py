@@ -57,6 +57,12 @@ class ModelPicker(ModalScreen["Path | None"]):
             else:
                 yield Label(self.hint, classes="dialog-hint")
 
+    def on_mount(self) -> None:
+        """Start on the model in use, so Enter keeps it and arrows move from it."""
+        for index, entry in enumerate(self.entries):
+            if self.current is not None and Path(entry.path) == self.current:
+                self.query_one("#models", OptionList).highlighted = index
+
     @on(OptionList.OptionSelected)
     def _selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(Path(self.entries[int(event.option.id or 0)].path))
