@@ -222,6 +222,10 @@ def test_every_action_has_a_key_a_palette_entry_and_help(tiny_checkpoint):
                         assert key in editor_bound, key
             await pilot.press("escape")
             assert not isinstance(app.screen, HelpScreen)
+            await pilot.press(*"one", "enter", *"two", "ctrl+home")
+            assert app.editor.cursor_location == (0, 0)
+            await pilot.press("ctrl+end")
+            assert app.editor.cursor_location == app.editor.document.end == (1, 3)
 
     run(scenario())
 

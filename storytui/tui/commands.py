@@ -71,6 +71,7 @@ EDITOR_KEYS: tuple[tuple[str, str], ...] = (  # the editor's own keys, shown as 
     ("ctrl+left / ctrl+right", "Move by word"),
     ("home / end", "Start / end of the line (also ctrl+a / ctrl+e)"),
     ("pageup / pagedown", "Move by a screen"),
+    ("ctrl+home / ctrl+end", "Start / end of the story"),
     ("ctrl+w / alt+delete", "Delete the word before / after the cursor"),
     ("ctrl+u / ctrl+k", "Delete to the start / end of the line"),
     ("ctrl+shift+k", "Delete the line"),

@@ -54,6 +54,8 @@ class StoryEditor(TextArea):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+z", "undo", "Undo", tooltip="Undo typing, or a whole continuation"),
         Binding("ctrl+y", "redo", "Redo", show=False),
+        Binding("ctrl+home", "story_start", "Start of the story", show=False),
+        Binding("ctrl+end", "story_end", "End of the story", show=False),
     ]
 
     class TypedAhead(Message):
@@ -100,6 +102,12 @@ class StoryEditor(TextArea):
         if self.read_only and event.key in STOPPING_KEYS:
             self.post_message(self.TypedAhead())  # the model stops; the key is pressed again
         await super()._on_key(event)
+
+    def action_story_start(self) -> None:
+        self.move_cursor((0, 0))
+
+    def action_story_end(self) -> None:
+        self.move_cursor(self.document.end)
 
     def type_ahead_in(self) -> None:
         """Type what was typed while the model wrote, at the cursor, as the writer's edit."""
