@@ -116,8 +116,8 @@ def continue_story(
         seed=seed,
         top_alternatives=0,
     ).validate()
-    if in_place and file == "-":
-        raise StoryError("--in-place needs a file, not standard input")
+    if in_place:
+        _check_writable_story(file)
     on_disk = read_story_bytes(file)
     original = decode_text(on_disk, story_label(file))
 
@@ -125,14 +125,19 @@ def continue_story(
 
     generator = load_generator(model, precision=precision, on_skip=_warn_skipped)
     pieces: list[str] = []
-    out = sys.stdout
+    out = _Output(sys.stdout)
     story = normalize_newlines(original)  # the model, like the app, sees "\n" line breaks
     for delta in generator.stream(story, settings, prompt=prompt, memory=memory):
         pieces.append(delta)
-        out.write(delta)
-        out.flush()
+        if not out.write(delta) and not in_place:
+            return  # the reader went away (`| head`): nothing more to write for
     out.write("\n")
-    out.flush()
+    if not "".join(pieces):
+        print(
+            "storytui: the model ended the story at once (it wrote end-of-text first); "
+            "try another --seed or a higher --temperature",
+            file=sys.stderr,
+        )
     if in_place:  # the file's own bytes stay exactly as they were; the continuation follows
         from storytui.atomic import atomic_write_bytes
         from storytui.textfile import appended_bytes
@@ -140,6 +145,48 @@ def continue_story(
         if read_story_bytes(file) != on_disk:
             raise StoryError(f"{file} changed while generating; the continuation was not written")
         atomic_write_bytes(Path(file), on_disk + appended_bytes(on_disk, "".join(pieces)))
+
+
+def _check_writable_story(file: str) -> None:
+    """Refuse an ``-i`` that could not end well before generating: stdin, a device or a pipe
+    (which a rename would replace with a plain file), a read-only story or folder."""
+    import os
+
+    if file == "-":
+        raise StoryError("--in-place needs a file, not standard input")
+    path = Path(file).expanduser()
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise StoryError(f"--in-place needs a regular file; {path} is a device, pipe or socket")
+    if path.is_file() and not os.access(path, os.W_OK):
+        raise StoryError(f"{path} is read-only; nothing was changed")
+    folder = Path(os.path.realpath(path)).parent
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise StoryError(
+            f"cannot write in {folder} (-i writes the new version beside the story, then "
+            "renames it); nothing was changed"
+        )
+
+
+class _Output:
+    """Standard output that notices a reader going away (`| head`) instead of failing: ``-i``
+    still writes the file, and nothing prints a broken-pipe traceback at exit."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.open = True
+
+    def write(self, text: str) -> bool:
+        if self.open:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except BrokenPipeError:
+                self.open = False
+                import os
+
+                devnull = os.open(os.devnull, os.O_WRONLY)  # the exit-time flush goes nowhere
+                os.dup2(devnull, self.stream.fileno())
+        return self.open
 
 
 def _warn_skipped(reason: str) -> None:

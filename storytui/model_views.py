@@ -162,16 +162,21 @@ def print_model_info(name: str, console: Console | None = None) -> None:
 def remove_model(name: str, confirm: bool = True) -> None:
     """Delete one model directory inside ``models/``, by name only: never a path, so a slip of
     the keyboard cannot reach anything else."""
+    name = name.rstrip("/") or name  # `mymodel/`, as a shell completes it
     directory = paths.model_dir(name)
+    run = paths.run_dir(name)
     if not directory.is_dir():
         bundled = (
             " (the bundled model cannot be removed)" if name == paths.BUNDLED_MODEL_NAME else ""
         )
         raise StoryError(f"no model named {name!r} in {paths.models_dir()}{bundled}")
+    doomed = [directory, run] if run.is_dir() else [directory]
     if confirm:
         import typer
 
-        if not typer.confirm(f"Delete {directory}?", default=False):
+        what = " and its training run " + str(run) if run.is_dir() else ""
+        if not typer.confirm(f"Delete {directory}{what}?", default=False):
             raise StoryError("not deleted")
-    shutil.rmtree(directory)
-    Console().print(f"Deleted {directory}.")
+    for path in doomed:  # the run too: else `train --out NAME` would offer to resume a ghost
+        shutil.rmtree(path)
+    Console().print(f"Deleted {' and '.join(str(p) for p in doomed)}.")

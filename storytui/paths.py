@@ -30,7 +30,10 @@ def home() -> Path:
     """Root of all user data; ``STORYTUI_HOME`` wins over the platform default."""
     override = os.environ.get("STORYTUI_HOME")
     if override:
-        return Path(override).expanduser().resolve()
+        root = Path(override).expanduser().resolve()
+        if root.exists() and not root.is_dir():
+            raise StoryError(f"STORYTUI_HOME={override} is not a directory")
+        return root
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 

@@ -21,6 +21,9 @@ from storytui.tokenizer import UTF8_INVALID, Utf8Table
 DEFAULT_DRY_BREAKERS = ("\n", ":", '"', "*")
 
 
+MIN_TEMPERATURE = 1e-3  # below it scores overflow float32 (the choice is greedy long before)
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
     """How to pick tokens; validated so a bad value is refused before anything runs."""
@@ -44,11 +47,15 @@ class SamplingSettings:
     def violations(self) -> list[tuple[str, str]]:
         """(attribute, rule) for every setting out of range; empty when all are allowed."""
         checks = [
-            (self.temperature >= 0 and math.isfinite(self.temperature), "temperature", ">= 0"),
+            (
+                self.temperature == 0 or MIN_TEMPERATURE <= self.temperature <= 100,
+                "temperature",
+                f"0 (greedy) or between {MIN_TEMPERATURE:g} and 100",
+            ),
             (self.top_k >= 0, "top_k", ">= 0; 0 turns it off"),
             (0 < self.top_p <= 1, "top_p", "in (0, 1]"),
             (0 <= self.min_p < 1, "min_p", "in [0, 1)"),
-            (0 < self.repetition_penalty <= 10, "repetition_penalty", "in (0, 10]"),
+            (0.1 <= self.repetition_penalty <= 10, "repetition_penalty", "between 0.1 and 10"),
             (self.repetition_window >= 0, "repetition_window", ">= 0"),
             (self.dry_multiplier >= 0, "dry_multiplier", ">= 0"),
             (self.dry_base >= 1, "dry_base", ">= 1"),

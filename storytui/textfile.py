@@ -52,7 +52,14 @@ def read_story_bytes(path: str | Path) -> bytes:
     """A story file's bytes exactly as they are on disk (standard input for ``-``), after the
     checks every story read makes; ``decode_text`` turns them into the text."""
     if str(path) == "-":
-        return sys.stdin.buffer.read()
+        if sys.stdin is None:  # started with `<&-`
+            raise StoryError("standard input is closed; give a story file or pipe one in")
+        data = sys.stdin.buffer.read(MAX_STORY_BYTES + 1)
+        if len(data) > MAX_STORY_BYTES:
+            raise StoryError("standard input holds over 50 MiB; stories over 50 MiB are refused")
+        return data
+    if not str(path).strip():
+        raise StoryError("no story file given (an empty name)")
     path = Path(path).expanduser()
     if not path.exists():
         raise StoryError(f"no such file: {path}")

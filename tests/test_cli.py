@@ -146,6 +146,8 @@ def _write(path: Path, how: str) -> Path:
         path.write_bytes("caf\xe9 au lait".encode("latin-1"))
     elif how == "dir":
         path.mkdir()
+    elif how == "fifo":
+        os.mkfifo(path)
     return path
 
 
@@ -162,6 +164,11 @@ def _write(path: Path, how: str) -> Path:
         ("story", ["--model", "nope"], "no model named 'nope'"),
         ("story", ["--temperature", "warm"], "temperature"),
         ("story", ["--precision", "fp8"], "invalid precision"),
+        ("story", ["--temperature", "1e-320"], "invalid temperature"),
+        ("story", ["--temperature", "1e308"], "invalid temperature"),
+        ("story", ["--temperature", "nan"], "invalid temperature"),
+        ("story", ["--repetition-penalty", "1e-300"], "invalid repetition-penalty"),
+        ("fifo", [], "needs a regular file"),
     ],
 )
 def test_bad_input_is_one_line_and_touches_nothing(
@@ -384,3 +391,77 @@ def test_the_model_sees_plain_line_breaks_whatever_the_file_uses(
     assert code == 0, err
     assert seen == ["One.\nTwo.\nOld Mac line."] and out == "\nThree.\n"
     assert story.read_bytes() == b"One.\r\nTwo.\rOld Mac line.\r\nThree."
+
+
+def test_empty_and_closed_inputs_are_one_line(
+    tiny_checkpoint: Path, story: Path, storytui_home: Path, capsys, monkeypatch
+) -> None:
+    code, _, err = run_cli(["continue", ""], capsys)
+    assert code == 1 and err.strip() == "storytui: error: no story file given (an empty name)"
+    env = {**os.environ, "STORYTUI_HOME": str(storytui_home)}
+    result = subprocess.run(
+        f'"{sys.executable}" -m storytui.cli continue - -n 5 <&-',
+        shell=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode().strip() == (
+        "storytui: error: standard input is closed; give a story file or pipe one in"
+    )
+    monkeypatch.setenv("STORYTUI_HOME", str(story))
+    code, _, err = run_cli(["models"], capsys)
+    assert code == 1 and "is not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files anyway")
+def test_in_place_refuses_a_read_only_story_before_generating(
+    tiny_checkpoint: Path, story: Path, capsys
+) -> None:
+    story.chmod(0o444)
+    code, out, err = run_cli(["continue", str(story), "-i", "-n", "5"], capsys)
+    assert code == 1 and "is read-only" in err and out == ""  # refused before generating
+    assert story.read_text() == STORY
+
+
+def test_in_place_still_writes_when_the_reader_goes_away(
+    tiny_checkpoint: Path, story: Path, storytui_home: Path
+) -> None:
+    """`storytui continue story.txt -i | head -c 10`: the file gets the whole continuation."""
+    env = {**os.environ, "STORYTUI_HOME": str(storytui_home)}
+    command = f'"{sys.executable}" -m storytui.cli continue "{story}" -i -n 300 --seed 4'
+    result = subprocess.run(
+        f"{command} | head -c 10; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0 and result.stderr == b"", result.stderr.decode()
+    written = story.read_text()
+    assert len(result.stdout) == 10 and written.startswith(STORY)
+    assert written[len(STORY) :].startswith(result.stdout.decode())
+    assert len(written) > len(STORY) + 10  # all of it, not only what the reader took
+
+
+def test_an_empty_continuation_says_why(
+    tiny_checkpoint: Path, story: Path, capsys, monkeypatch
+) -> None:
+    from storytui.generation import Generator
+
+    monkeypatch.setattr(Generator, "stream", lambda self, *args, **kwargs: iter(()))
+    code, out, err = run_cli(["continue", str(story), "-n", "5"], capsys)
+    assert code == 0 and out == "\n"
+    assert "the model ended the story at once" in err
+
+
+def test_models_rm_takes_the_training_run_along(
+    tiny_checkpoint: Path, storytui_home: Path, capsys
+) -> None:
+    run = storytui_home / "runs" / "tiny-test"
+    (run / "latest").mkdir(parents=True)
+    code, _, err = run_cli(["models", "rm", "tiny-test/", "-y"], capsys)
+    assert code == 0, err
+    assert not tiny_checkpoint.exists() and not run.exists()
