@@ -306,7 +306,11 @@ def resolve_model(name_or_dir: str | None) -> Path:
     if not name_or_dir.strip():
         raise StoryError("the model name is empty; `storytui models` lists them")
     as_path = Path(name_or_dir).expanduser()
-    if as_path.is_dir() and (as_path / CONFIG_FILE).exists():
+    try:
+        is_dir = as_path.is_dir()
+    except OSError:  # a name too long for a path: it can only be a (missing) model name
+        is_dir = False
+    if is_dir and (as_path / CONFIG_FILE).exists():
         return as_path
     name = name_or_dir.rstrip("/") or name_or_dir  # `mymodel/`, as a shell completes it
     restore_replaced(paths.models_dir())
@@ -315,7 +319,7 @@ def resolve_model(name_or_dir: str | None) -> Path:
     bundled = paths.bundled_model_dir()
     if name_or_dir == paths.BUNDLED_MODEL_NAME and (bundled / CONFIG_FILE).is_file():
         return bundled
-    if as_path.is_dir():
+    if is_dir:
         raise StoryError(f"{as_path} is not a checkpoint directory (no {CONFIG_FILE})")
     raise StoryError(f"no model named {name_or_dir!r}; `storytui models` lists them")
 

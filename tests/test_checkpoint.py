@@ -243,3 +243,8 @@ def test_messages_name_a_model_as_the_writer_types_it(
                 load_checkpoint(directory)
             assert str(info.value).startswith(f"checkpoint {label}")
             make_tiny_checkpoint(directory)
+
+
+def test_a_name_too_long_for_a_path_is_just_no_such_model(storytui_home: Path) -> None:
+    with pytest.raises(StoryError, match="no model named"):
+        resolve_model("a" * 300)
