@@ -46,7 +46,9 @@ def test_sampling_changes_apply_to_the_next_continuation_and_persist(tiny_checkp
             await pilot.press("-", "1")
             await pilot.pause()
             error = str(app.query_one("#error-temperature").render())
-            assert error == "temperature must be >= 0; still using 0.8"
+            assert (
+                error == "temperature must be 0 (greedy) or between 0.001 and 100; still using 0.8"
+            )
             assert field.has_class("-invalid")
             assert app.query_one("#error-temperature").display
             assert app.sampling.temperature == 0.8  # the refused value is not used

@@ -108,7 +108,7 @@ def test_other_continuations_move_when_one_grows():
     assert second.start == 5
 
 
-def test_target_prefers_the_continuation_around_the_cursor():
+def test_target_is_the_continuation_around_the_cursor_only():
     log = ContinuationLog()
     first = log.begin(0)
     first.variant.add("aaa", 0.9)
@@ -116,7 +116,7 @@ def test_target_prefers_the_continuation_around_the_cursor():
     second.variant.add("bbb", 0.9)
     assert log.target(1) is first
     assert log.target(12) is second
-    assert log.target(7) is second  # elsewhere: the newest
+    assert log.target(7) is None  # elsewhere: none, so nothing far away is rewritten
 
 
 def test_tokens_are_found_by_offset_and_branch_keeps_the_prefix():
@@ -184,7 +184,7 @@ def test_opening_without_a_file_prefers_the_last_file_then_the_draft(tmp_path):
 
 
 def test_missing_directory_and_binary_files_are_clear_errors(tmp_path):
-    with pytest.raises(StoryError, match="not a directory"):
+    with pytest.raises(StoryError, match="does not exist"):
         open_named(tmp_path / "nope" / "tale.txt")
     binary = tmp_path / "x.bin"
     binary.write_bytes(b"\x00\x00")

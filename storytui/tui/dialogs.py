@@ -17,23 +17,54 @@ from textual.widgets.option_list import Option
 class AskChoice(ModalScreen[str]):
     """A question with a few answers; dismisses with the chosen answer's id ("cancel" on Esc).
 
-    Each answer's first letter is its key, e.g. ``s`` for Save and ``d`` for Discard.
+    The safe answer (``default``, Cancel unless told) has the focus, so Enter picks it: a
+    destructive answer needs its own key or a click. Each answer's first letter is its key,
+    e.g. ``s`` for Save and ``d`` for Discard.
     """
 
+    DEFAULT_CSS = """
+    AskChoice .dialog-detail {
+        width: 100%;
+        margin-bottom: 1;
+    }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "choose('cancel')", "Cancel")]
 
-    def __init__(self, question: str, answers: tuple[tuple[str, str, str], ...]) -> None:
-        """``answers``: (id, label, button variant) triples."""
+    def __init__(
+        self,
+        question: str,
+        answers: tuple[tuple[str, str, str], ...],
+        *,
+        detail: str = "",
+        default: str = "cancel",
+    ) -> None:
+        """``answers``: (id, label, button variant) triples; ``detail``: a line under the
+        question."""
         super().__init__()
         self.question = question
         self.answers = answers
+        self.detail = detail
+        self.default = default
+        self.AUTO_FOCUS = f"#{default}"  # the screen focuses it when it opens
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.question, classes="dialog-title")
+            if self.detail:
+                yield Label(self.detail, classes="dialog-detail")
             with Horizontal(classes="dialog-buttons"):
                 for answer_id, label, variant in self.answers:
                     yield Button(label, id=answer_id, variant=variant)
+            yield Label(self._keys_hint(), classes="dialog-hint")
+
+    def _keys_hint(self) -> str:
+        keys = [
+            f"{label[0].lower()} {label.rstrip('…').lower()}"
+            for answer_id, label, _variant in self.answers
+            if answer_id != self.default
+        ]
+        default = next(label for answer_id, label, _ in self.answers if answer_id == self.default)
+        return ", ".join(keys) + f"; Enter or Esc: {default.rstrip('…').lower()}"
 
     def on_key(self, event) -> None:
         for answer_id, label, _variant in self.answers:
@@ -57,6 +88,11 @@ SAVE_DISCARD_CANCEL = (
 )
 DISCARD_CANCEL = (("discard", "Discard", "error"), ("cancel", "Cancel", "default"))
 OVERWRITE_CANCEL = (("overwrite", "Overwrite", "warning"), ("cancel", "Cancel", "default"))
+OVERWRITE_SAVE_AS_CANCEL = (
+    ("overwrite", "Overwrite", "warning"),
+    ("save_as", "Save as…", "primary"),
+    ("cancel", "Cancel", "default"),
+)
 
 
 class AskPath(ModalScreen["Path | None"]):

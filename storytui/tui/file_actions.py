@@ -3,35 +3,50 @@
 A mixin for ``StoryApp`` that keeps the rules about the writer's text in one place: named
 stories are written on save only (their unsaved edits go to a recovery copy every few
 seconds), the untitled draft is always autosaved, and nothing unsaved is dropped without
-asking. It uses the app's ``editor``, ``prompt``, ``memory``, ``settings``, ``cowriter``,
-``_notice``, ``_save_settings``, ``_show_story`` and status refresh.
+asking. Saving over a file that changed on disk since this app read or wrote it asks first,
+and so does saving over another file. SIGTERM and SIGHUP (the terminal closed) write the
+last autosave at once and end the app cleanly. It uses the app's ``editor``, ``prompt``,
+``memory``, ``settings``, ``cowriter``, ``_notice``, ``_save_settings``, ``_show_story`` and
+status refresh.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import signal
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 from textual import work
 
-from storytui import paths
 from storytui.errors import StoryError
 from storytui.tui.dialogs import (
     DISCARD_CANCEL,
     OVERWRITE_CANCEL,
+    OVERWRITE_SAVE_AS_CANCEL,
     SAVE_DISCARD_CANCEL,
     AskChoice,
     AskPath,
 )
 from storytui.tui.story_files import (
+    ABSENT,
     OpenedStory,
     Story,
     autosave,
+    discard_copies,
+    disk_fingerprint,
+    draft_in_use_elsewhere,
+    folder_problem,
     load_draft,
     open_named,
-    recovery_path,
-    remove_story_copy,
     write_story,
+)
+
+EXIT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
 
 
@@ -39,10 +54,14 @@ class FileActions:
     """Mixed into StoryApp; ``path`` None means the draft."""
 
     path: Path | None
-    saved: Story | None  # what the file holds (None: nothing yet)
+    saved: Story | None  # what the file holds (None: nothing yet); ``base``: its fingerprint
     autosaved: Story | None  # what the last autosave wrote
     _autosave_error: str | None = None
     _final_autosave: bool = True
+    _warned: frozenset[str] = frozenset()  # notices shown once per session
+    _saved_here: Path | None = None  # the file this app last saved, while it is open
+    _exit_signal: int | None = None  # the signal that is ending the app
+    _signals_installed: tuple[int, ...] = ()
 
     def current_story(self) -> Story:
         return Story(self.editor.text, self.prompt, self.memory)
@@ -65,7 +84,7 @@ class FileActions:
         if story == self.autosaved:
             return
         try:
-            autosave(self.path, story, self.saved)
+            notice = autosave(self.path, story, self.saved)
         except StoryError as exc:
             if str(exc) != self._autosave_error:
                 self._notice(f"autosave failed: {exc}", severity="error")
@@ -73,29 +92,65 @@ class FileActions:
             return
         self._autosave_error = None
         self.autosaved = story
+        if notice and notice not in self._warned:
+            self._warned |= {notice}
+            self._notice(notice)
 
     def _write(self, path: Path) -> bool:
         story = self.current_story()
         try:
-            write_story(path, story)
+            base = write_story(path, story)
         except StoryError as exc:
-            self._notice(f"not saved: {exc}", severity="error")
+            self._notice(f"not saved: {exc}", severity="error", topic="file")
             return False
         previous = self.path
         if previous != path:
-            remove_story_copy(recovery_path(previous) if previous else paths.autosave_path())
-        remove_story_copy(recovery_path(path))
-        self.path, self.saved, self.autosaved = path, story, story
+            discard_copies(previous)
+        discard_copies(path)
+        self.path, self.saved, self.autosaved = path, replace(story, base=base), story
+        self._saved_here = path
+        self._clear_notice("file")  # an earlier failed save no longer applies
         self._remember_file()
         self.notify(f"saved {path.name}", markup=False)
         self._status_dirty = True
         self._refresh_status()
         return True
 
+    def _is_open_file(self, target: Path) -> bool:
+        return self.path is not None and os.path.realpath(target) == os.path.realpath(self.path)
+
     async def _save(self) -> bool:
         if self.path is None:
             return await self._save_as()
-        return self._write(self.path)
+        return await self._save_to(self.path)
+
+    async def _save_to(self, target: Path) -> bool:
+        """Write ``target``, asking first where that would replace text this app never read:
+        the open file changed on disk since it was opened or saved, or another existing file."""
+        if self._is_open_file(target):
+            base = self.saved.base if self.saved is not None else ABSENT
+            now = disk_fingerprint(target)
+            if base is not None and now not in (None, ABSENT, base):
+                since = "you saved it" if self._saved_here == self.path else "you opened it"
+                answer = await self.push_screen_wait(
+                    AskChoice(
+                        f"{target.name} changed on disk since {since}.",
+                        OVERWRITE_SAVE_AS_CANCEL,
+                        detail="Another program or storytui wrote it. Overwrite replaces that "
+                        "version with yours; Save as… keeps both.",
+                    )
+                )
+                if answer == "save_as":
+                    return await self._save_as()
+                if answer != "overwrite":
+                    return False
+        elif target.exists():
+            answer = await self.push_screen_wait(
+                AskChoice(f"{target.name} exists. Overwrite it?", OVERWRITE_CANCEL)
+            )
+            if answer != "overwrite":
+                return False
+        return self._write(target)
 
     async def _save_as(self) -> bool:
         start = str(self.path) if self.path else ""
@@ -106,15 +161,12 @@ class FileActions:
             return False
         target = target.absolute()
         if target.is_dir():
-            self._notice(f"{target} is a directory", severity="error")
+            self._notice(f"{target} is a directory", severity="error", topic="file")
             return False
-        if target.exists() and target != self.path:
-            answer = await self.push_screen_wait(
-                AskChoice(f"{target.name} exists. Overwrite it?", OVERWRITE_CANCEL)
-            )
-            if answer != "overwrite":
-                return False
-        return self._write(target)
+        if problem := folder_problem(target):
+            self._notice(f"not saved: {problem}", severity="error", topic="file")
+            return False
+        return await self._save_to(target)
 
     async def _settle_unsaved(self, doing: str) -> bool:
         """Before leaving the story: save or discard a named story's changes, or cancel.
@@ -135,7 +187,7 @@ class FileActions:
         if answer == "save":
             return await self._save()
         if answer == "discard":
-            remove_story_copy(recovery_path(self.path))
+            discard_copies(self.path)
             self.autosaved = self.current_story()  # nothing left to autosave
             return True
         return False
@@ -166,7 +218,7 @@ class FileActions:
         try:
             opened = load_draft() if target == Path() else open_named(target)
         except StoryError as exc:
-            self._notice(str(exc), severity="error")
+            self._notice(str(exc), severity="error", topic="file")
             return
         self._switch_to(opened)
 
@@ -177,7 +229,12 @@ class FileActions:
             return
         if not await self._settle_unsaved("starting a new story"):
             return
-        draft = self.current_story() if self.path is None else load_draft().story
+        if self.path is None:
+            draft = self.current_story()
+        elif draft_in_use_elsewhere():
+            draft = Story()  # another storytui's: left to it, this one autosaves beside it
+        else:
+            draft = load_draft().story
         if draft.text.strip() or draft.prompt or draft.memory:
             words = len(draft.text.split())
             answer = await self.push_screen_wait(
@@ -187,11 +244,12 @@ class FileActions:
             )
             if answer != "discard":
                 return
-        remove_story_copy(paths.autosave_path())
+        discard_copies(None)
         self._switch_to(OpenedStory(Story(), None))
 
     def _switch_to(self, opened: OpenedStory) -> None:
         self.path, self.saved, self.autosaved = opened.path, opened.saved, opened.story
+        self._saved_here = None
         self._remember_file()
         self._show_story(opened)
 
@@ -204,8 +262,47 @@ class FileActions:
         self._final_autosave = False
         self.exit()
 
+    # ------------------------------------------------------------------ signals
+
+    def on_load(self) -> None:
+        """SIGTERM and SIGHUP (the terminal closed) end the app the way quitting does, less the
+        question: handled in the app's running loop, so they run between two key presses."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        for signum in EXIT_SIGNALS:
+            try:
+                loop.add_signal_handler(signum, self._exit_on_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or a loop without signals
+            installed.append(signum)
+        self._signals_installed = tuple(installed)
+
+    def _exit_on_signal(self, signum: int) -> None:
+        """Write the last autosave now (the draft, or the recovery copy), then exit with the
+        shell's status for a signal, 128 + its number, restoring the terminal on the way."""
+        if self._exit_signal is not None:
+            return  # already on the way out
+        self._exit_signal = signum
+        if getattr(self, "cowriter", None) is not None:  # else the story is not on screen yet
+            self.cowriter.stop()
+            self._autosave()
+            self._final_autosave = False
+        self.exit(return_code=128 + signum)
+
+    def run(self, *args, **kwargs):
+        """``App.run``; after a signal, the process ends with the status that signal gives."""
+        result = super().run(*args, **kwargs)
+        if self._exit_signal is not None:
+            sys.exit(128 + self._exit_signal)
+        return result
+
     def on_unmount(self) -> None:
         self.cowriter.stop()
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_running_loop()
+            for signum in self._signals_installed:
+                loop.remove_signal_handler(signum)
+        self._signals_installed = ()
         if self._final_autosave:
             # on failure the last autosave, at most a few seconds old, is on disk
             with contextlib.suppress(StoryError):
