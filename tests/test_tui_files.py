@@ -647,3 +647,22 @@ def test_a_missing_folder_is_named_as_such(tmp_path, capsys):
         assert not (tmp_path / "typo").exists()
 
     run(scenario())
+
+
+def test_a_new_story_does_not_show_the_last_storys_speed(tiny_checkpoint, tmp_path):
+    from tests.tui_pilot import open_and_continue, use_sampling
+
+    use_sampling(seed=2, max_new_tokens=4)
+
+    async def scenario():
+        app = new_app(tmp_path / "tale.txt")
+        async with app.run_test(size=SIZE) as pilot:
+            await open_and_continue(app, pilot)
+            assert "tok/s" in app.status_text()
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            await pilot.press("ctrl+n")
+            await pilot.pause()
+            assert app.path is None and "tok/s" not in app.status_text()
+
+    run(scenario())

@@ -250,6 +250,7 @@ class FileActions:
     def _switch_to(self, opened: OpenedStory) -> None:
         self.path, self.saved, self.autosaved = opened.path, opened.saved, opened.story
         self._saved_here = None
+        self.last_stats = None  # the last continuation's speed belongs to the story it was in
         self._remember_file()
         self._show_story(opened)
 
