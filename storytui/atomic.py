@@ -89,6 +89,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
         yield tmp
         for child in tmp.iterdir():
             with open(child, "rb") as handle:
+                os.fchmod(handle.fileno(), 0o666 & ~umask)  # writers such as safetensors: 0600
                 os.fsync(handle.fileno())
         _replace_directory(tmp, final)
         _fsync_dir(final.parent)

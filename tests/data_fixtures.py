@@ -20,7 +20,8 @@ class Route:
 
     ``drop_first``: the first N answers send the headers (full length) and half the body, then
     hang up. ``fail_first``: the first N answers are 503. ``ignore_range``: always the whole
-    body with 200, as servers without Range support do.
+    body with 200, as servers without Range support do. ``content_type``: a Content-Type
+    header. ``no_length``: no Content-Length; the body ends when the server hangs up.
     """
 
     body: bytes
@@ -29,6 +30,8 @@ class Route:
     ignore_range: bool = False
     status: int = 200
     hits: int = 0
+    content_type: str | None = None
+    no_length: bool = False
 
 
 @dataclass
@@ -69,6 +72,14 @@ def _handler(server_state: FixtureServer) -> type[BaseHTTPRequestHandler]:
                 body, status = route.body[start:], 206
                 extra = {"Content-Range": f"bytes {start}-{len(route.body) - 1}/{len(route.body)}"}
             self.send_response(status)
+            if route.content_type:
+                self.send_header("Content-Type", route.content_type)
+            if route.no_length:
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+                return
             self.send_header("Content-Length", str(len(body)))
             for key, value in extra.items():
                 self.send_header(key, value)

@@ -94,3 +94,30 @@ def test_writingprompts_from_and_url_together_is_refused(tmp_path):
         data_app, ["download", "writingprompts", "--from", str(tmp_path), "--url", "http://x"]
     )
     assert isinstance(result.exception, StoryError)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["gutenberg", "--ids", "", "--mirror", "{local}"], "--ids: no book ids given"),
+        (["gutenberg", "--ids", " , ", "--mirror", "{local}"], "--ids: no book ids given"),
+        (["gutenberg", "--ids", "41", "--mirror", ""], "--mirror: empty URL"),
+        (["gutenberg", "--ids", "41", "--mirror", "notaurl"], "--mirror: not a URL"),
+        (
+            ["gutenberg", "--ids", "41", "--mirror", "{local}", "--url-pattern", ""],
+            "--url-pattern: ''",
+        ),
+        (["gutenberg", "--ids", "41", "--mirror", "{local}", "--url-pattern", "{0}"], "--url-pa"),
+        (["writingprompts", "--url", ""], "--url: empty URL"),
+        (["writingprompts", "--url", "notaurl"], "--url: not a URL"),
+    ],
+)
+def test_empty_or_malformed_sources_are_refused_not_defaulted(args, expected, http_server):
+    args = [http_server.base_url if arg == "{local}" else arg for arg in args]
+    if args[0] == "gutenberg":
+        args += ["--delay", "0"]
+    result = runner.invoke(data_app, ["download", *args])
+    assert isinstance(result.exception, StoryError), result.output
+    assert str(result.exception).startswith(expected) and "\n" not in str(result.exception)
+    assert http_server.requests == []  # nothing fetched: not the default list, not a mirror
+    assert not paths.raw_dir("gutenberg").exists() and not paths.raw_dir("writingprompts").exists()

@@ -401,3 +401,110 @@ def test_a_dash_at_the_end_of_a_wrapped_line_joins_without_a_space():
         "we were all going direct to Heaven, we were all going direct the other way\u2014in "
         "short, the period was so far like the present period.\n"
     )
+
+
+# --- downloads that are not books -----------------------------------------------------------
+
+HTML_PAGE = b"<!DOCTYPE html><html><body><p>Sorry, this page is unavailable.</p></body></html>"
+
+
+def test_an_html_page_is_refused_not_saved_and_not_counted(http_server):
+    from trainer.data_cli import _gutenberg_status
+
+    http_server.add("/cache/epub/41/pg41.txt", HTML_PAGE, content_type="text/html")
+    with pytest.raises(StoryError) as info:
+        download_gutenberg([41], mirror=http_server.base_url, delay=0)
+    assert "HTML page" in str(info.value) and "\n" not in str(info.value)
+    assert list(paths.raw_dir("gutenberg").glob("pg41*")) == []
+    assert _gutenberg_status() == ["Gutenberg: 0 downloaded, 0 cleaned books (0.0 MB)"]
+
+
+def test_an_html_page_saved_by_an_earlier_run_is_fetched_again(http_server):
+    from trainer.data_cli import _gutenberg_status
+
+    raw = paths.raw_dir("gutenberg") / "pg41.txt"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(HTML_PAGE)
+    assert _gutenberg_status()[0].startswith("Gutenberg: 0 downloaded")
+    http_server.add("/cache/epub/41/pg41.txt", gutenberg_book("Hollow").encode())
+    report = download_gutenberg([41], mirror=http_server.base_url, delay=0)
+    assert report.fetched == [41] and report.cleaned == ["pg41"]
+    assert raw.read_bytes() == gutenberg_book("Hollow").encode()
+    assert _gutenberg_status()[0].startswith("Gutenberg: 1 downloaded")
+
+
+def test_a_big_html_page_cleaned_by_an_earlier_run_is_replaced_by_the_book(http_server, tmp_path):
+    page = b"<html><body>" + b"<p>Access is blocked in your country. Lorem ipsum.</p>\n" * 200
+    earlier = tmp_path / "earlier"  # what an earlier version downloaded and cleaned
+    earlier.mkdir()
+    (earlier / "pg41.txt").write_bytes(page)
+    ingest_local(earlier)
+    assert "blocked" in (paths.clean_dir("gutenberg") / "pg41.txt").read_text()
+    raw = paths.raw_dir("gutenberg") / "pg41.txt"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(page)
+    http_server.add("/cache/epub/41/pg41.txt", gutenberg_book("Hollow").encode())
+    download_gutenberg([41], mirror=http_server.base_url, delay=0)
+    cleaned = (paths.clean_dir("gutenberg") / "pg41.txt").read_text()
+    assert cleaned.startswith("CHAPTER I. The Harbour") and "blocked" not in cleaned
+
+
+def test_a_book_cut_short_without_content_length_is_kept_with_one_warning(http_server):
+    import io
+
+    from rich.console import Console
+
+    whole = gutenberg_book("Hollow").encode()
+    cut = whole[: whole.index(b"End of the Project")]
+    http_server.add("/cache/epub/41/pg41.txt", cut, no_length=True)
+    console = Console(file=io.StringIO(), width=200)
+    report = download_gutenberg([41], mirror=http_server.base_url, delay=0, console=console)
+    warnings = [line for line in console.file.getvalue().splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "may have been cut short" in warnings[0]
+    assert report.cleaned == ["pg41"]  # the cleaner keeps a book without its footer
+    assert (paths.clean_dir("gutenberg") / "pg41.txt").read_text().startswith("CHAPTER I.")
+
+
+def test_a_whole_book_gets_no_warning(http_server):
+    import io
+
+    from rich.console import Console
+
+    http_server.add("/cache/epub/41/pg41.txt", gutenberg_book("Hollow").encode(), no_length=True)
+    console = Console(file=io.StringIO(), width=200)
+    download_gutenberg([41], mirror=http_server.base_url, delay=0, console=console)
+    assert "warning" not in console.file.getvalue()
+
+
+def test_a_full_disk_stops_the_whole_run_at_once(http_server, monkeypatch):
+    import errno
+
+    from trainer.sources import http
+
+    def no_space(path, mode="r", *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(http, "open", no_space, raising=False)
+    http_server.add("/cache/epub/1/pg1.txt", gutenberg_book("One").encode())
+    http_server.add("/cache/epub/2/pg2.txt", gutenberg_book("Two").encode())
+    with pytest.raises(StoryError, match=r"^disk full while downloading"):
+        download_gutenberg([1, 2], mirror=http_server.base_url, delay=0)
+    assert [path for path, _ in http_server.requests] == ["/cache/epub/1/pg1.txt"]
+    assert list(paths.raw_dir("gutenberg").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("mirror", "pattern", "expected"),
+    [
+        ("notaurl", gutenberg.DEFAULT_URL_PATTERN, "--mirror: "),
+        ("", gutenberg.DEFAULT_URL_PATTERN, "--mirror: empty URL"),
+        ("http://h", "{mirror}/{foo}", "--url-pattern: unknown placeholder {foo}"),
+        ("http://h", "{mirror}/x.txt", "--url-pattern: '{mirror}/x.txt' has no {id}"),
+        ("http://h", "pg{id}.txt", "--url-pattern: 'pg{id}.txt' does not make"),
+    ],
+)
+def test_a_bad_mirror_or_pattern_fails_before_any_fetch(mirror, pattern, expected):
+    with pytest.raises(StoryError) as info:
+        download_gutenberg([41], mirror=mirror, url_pattern=pattern, delay=0)
+    assert str(info.value).startswith(expected) and "\n" not in str(info.value)
+    assert not paths.raw_dir("gutenberg").exists()

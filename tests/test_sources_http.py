@@ -112,3 +112,142 @@ class socket_port:
 
     def __exit__(self, *exc) -> None:
         self.sock.close()
+
+
+# --- what is refused rather than saved ------------------------------------------------------
+
+HTML_PAGE = b"<!DOCTYPE html><html><body><h1>Temporarily unavailable</h1></body></html>"
+
+
+@pytest.mark.parametrize(
+    ("body", "behaviour", "reason"),
+    [
+        (HTML_PAGE, {"content_type": "text/html; charset=utf-8"}, "HTML page"),
+        (b"\n  <HTML><body>blocked</body></html>", {}, "HTML page"),  # no Content-Type
+        (b"\xef\xbb\xbf<!doctype html>x", {"content_type": "text/plain"}, "HTML page"),
+        (b"", {}, "is empty"),
+    ],
+)
+def test_an_html_page_or_an_empty_body_is_refused_and_not_saved(
+    http_server, tmp_path, body, behaviour, reason
+):
+    url = http_server.add("/book.txt", body, **behaviour)
+    with pytest.raises(StoryError) as info:
+        download(url, tmp_path / "book.txt", backoff=0)
+    assert reason in str(info.value) and "\n" not in str(info.value)
+    assert len(http_server.requests) == 1  # not retried
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a .part
+
+
+def test_a_body_without_content_length_is_saved_whole(http_server, tmp_path):
+    url = http_server.add("/nolen.bin", PAYLOAD, no_length=True)
+    assert download(url, tmp_path / "nolen.bin", backoff=0).read_bytes() == PAYLOAD
+
+
+class _FullDisk:
+    """A file whose writes fail with ENOSPC once ``room`` bytes are in (the real file keeps
+    what fitted, as on a full disk)."""
+
+    def __init__(self, handle, room: int) -> None:
+        self.handle, self.room = handle, room
+
+    def write(self, data: bytes) -> int:
+        import errno
+
+        if len(data) > self.room:
+            self.handle.write(data[: self.room])
+            self.room = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+
+def test_a_full_disk_stops_at_once_and_removes_the_partial_file(http_server, tmp_path, monkeypatch):
+    import builtins
+
+    from trainer.sources import http
+
+    def full_open(path, mode="r", *args, **kwargs):
+        return _FullDisk(builtins.open(path, mode, *args, **kwargs), room=100_000)
+
+    monkeypatch.setattr(http, "open", full_open, raising=False)
+    url = http_server.add("/big.bin", PAYLOAD)
+    waits: list[float] = []
+    with pytest.raises(http.LocalWriteError) as info:
+        download(url, tmp_path / "big.bin", backoff=1, sleep=waits.append)
+    message = str(info.value)
+    assert message.startswith("disk full while downloading") and "\n" not in message
+    assert "partial file was removed" in message
+    assert len(http_server.requests) == 1 and waits == []  # no retry, no wait
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_local_file_is_not_retried(tmp_path):
+    waits: list[float] = []
+    url = (tmp_path / "absent.txt").as_uri()
+    with pytest.raises(StoryError) as info:
+        download(url, tmp_path / "out.txt", backoff=1, sleep=waits.append)
+    assert "absent.txt" in str(info.value) and waits == []
+
+
+def test_a_local_file_url_downloads(tmp_path):
+    source = tmp_path / "source.bin"
+    source.write_bytes(PAYLOAD)
+    assert download(source.as_uri(), tmp_path / "copy.bin").read_bytes() == PAYLOAD
+
+
+# --- URL and pattern checks -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://example.org", "https://h.example/x/y", "file:///tmp/books", "HTTP://H:8080/"]
+)
+def test_urls_that_can_be_fetched_pass(url):
+    from trainer.sources.http import check_url
+
+    assert check_url(url, "--mirror") == url
+
+
+@pytest.mark.parametrize(
+    "url", ["notaurl", "", " ", "ftp://x/y", "http://", "file://remote/x", "http://h:abc/",
+            "http://a b/", "//host/path", "www.gutenberg.org"],
+)  # fmt: skip
+def test_anything_else_is_one_line_naming_the_option(url):
+    from trainer.sources.http import check_url
+
+    with pytest.raises(StoryError) as info:
+        check_url(url, "--mirror")
+    message = str(info.value)
+    assert message.startswith("--mirror: ") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("{mirror}/{foo}", "unknown placeholder {foo}"),
+        ("{mirror}/{id", "expected '}'"),
+        ("{0}", "unknown placeholder {0}"),
+        ("{}", "unknown placeholder {}"),
+        ("{id.real}", "unknown placeholder {id.real}"),
+        ("{mirror}/x.txt", "has no {id}"),
+        ("", "has no {id}"),
+        ("{mirror:d}/{id}", "Unknown format code"),
+    ],
+)
+def test_bad_url_patterns_are_one_line(pattern, expected):
+    from trainer.sources.http import check_url_pattern
+
+    with pytest.raises(StoryError) as info:
+        check_url_pattern(pattern, ("mirror", "id"))
+    message = str(info.value)
+    assert message.startswith("--url-pattern: ") and expected in message and "\n" not in message
+
+
+def test_good_url_patterns_pass():
+    from trainer.sources.http import check_url_pattern
+
+    for pattern in ("{mirror}/cache/epub/{id}/pg{id}.txt", "{mirror}/{id:05d}.txt", "x/{{{id}}}"):
+        assert check_url_pattern(pattern, ("mirror", "id")) == pattern

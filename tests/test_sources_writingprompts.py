@@ -397,3 +397,115 @@ def test_download_missing_archive_is_one_line_error(http_server):
 def test_doubly_broken_apostrophes_are_repaired_not_dropped():
     raw = "She hadn'''''\u00ef\ufffd\ufffd signed it. It was kind.\u00ef\ufffd " + story(1)
     assert clean_story(raw).startswith("She hadn't signed it. It was kind. Story number 1")
+
+
+# --- full disks, bad downloads, file modes --------------------------------------------------
+
+
+def _pairs_file(tmp_path: Path, n: int = 12) -> Path:
+    data = tmp_path / "pairs.jsonl"
+    rows = [
+        {"prompt": f"[ WP ] P{i}", "story": story(i), "split": ("train", "valid", "test")[i % 3]}
+        for i in range(n)
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data
+
+
+def _no_space() -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_discard_removes_the_temp_file_even_when_closing_fails(tmp_path):
+    writer = wp._TempJsonl(tmp_path / "train.jsonl")
+    real_close = writer.handle.close
+
+    def close_on_a_full_disk():
+        real_close()
+        raise _no_space()
+
+    writer.handle.close = close_on_a_full_disk
+    writer.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_leaves_no_temp_files_and_the_earlier_splits(tmp_path, monkeypatch):
+    first = tmp_path / "first"
+    first.mkdir()
+    ingest(_pairs_file(first, 6))
+    out = paths.clean_dir("writingprompts")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    real_finish = wp._TempJsonl.finish
+
+    def finish(self):
+        if self.final.name == "valid.jsonl":  # train is already on disk: valid fails
+            real_close = self.handle.close
+
+            def close_on_a_full_disk():
+                real_close()
+                raise _no_space()
+
+            self.handle.close = close_on_a_full_disk
+            raise _no_space()
+        real_finish(self)
+
+    monkeypatch.setattr(wp._TempJsonl, "finish", finish)
+    with pytest.raises(StoryError) as info:
+        ingest(_pairs_file(tmp_path, 30))
+    assert str(info.value) == f"disk full while writing {out}; nothing was changed"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no new train split
+
+
+def test_cleaned_splits_get_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        ingest(_pairs_file(tmp_path))
+    finally:
+        os.umask(old)
+    for split in wp.SPLITS:
+        mode = stat.S_IMODE((paths.clean_dir("writingprompts") / f"{split}.jsonl").stat().st_mode)
+        assert mode == 0o644, (split, oct(mode))
+
+
+def test_an_html_page_instead_of_the_archive_is_refused_and_not_kept(http_server):
+    page = b"<!DOCTYPE html><html><body>Service unavailable</body></html>"
+    url = http_server.add("/writingPrompts.tar.gz", page, content_type="text/html")
+    with pytest.raises(StoryError) as info:
+        download_writingprompts(url)
+    assert "HTML page" in str(info.value) and "\n" not in str(info.value)
+    assert list(paths.raw_dir("writingprompts").iterdir()) == []
+
+
+def test_a_download_that_is_not_a_tar_archive_is_refused_and_not_kept(http_server):
+    url = http_server.add("/writingPrompts.tar.gz", b"plain text, not an archive " * 50)
+    with pytest.raises(StoryError, match="is not a tar archive"):
+        download_writingprompts(url)
+    assert list(paths.raw_dir("writingprompts").iterdir()) == []
+
+
+def test_a_bad_archive_from_an_earlier_run_is_fetched_again(http_server, tmp_path):
+    saved = paths.raw_dir("writingprompts") / wp.ARCHIVE_NAME
+    saved.parent.mkdir(parents=True)
+    saved.write_bytes(b"<html><body>login required</body></html>")
+    archive = fan_archive(tmp_path / "a.tar.gz", {"train": [("[ WP ] Net", story(1))]})
+    url = http_server.add("/writingPrompts.tar.gz", archive.read_bytes())
+    assert download_writingprompts(url).split_totals()["train"] == 1
+    assert saved.read_bytes() == archive.read_bytes()
+
+
+def test_a_truncated_archive_is_one_line_that_says_to_fetch_it_again(http_server, tmp_path):
+    archive = fan_archive(tmp_path / "a.tar.gz", {"train": [("[ WP ] Net", story(1))] * 50})
+    saved = paths.raw_dir("writingprompts") / wp.ARCHIVE_NAME
+    saved.parent.mkdir(parents=True)
+    saved.write_bytes(archive.read_bytes()[: len(archive.read_bytes()) // 2])
+    with pytest.raises(StoryError) as info:
+        download_writingprompts(http_server.base_url + "/writingPrompts.tar.gz")
+    message = str(info.value)
+    assert message.startswith("cannot unpack") and message.endswith("--force")
+    assert "\n" not in message and http_server.requests == []

@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from rich.console import Console
 from rich.text import Text
 
 from storytui.errors import StoryError
-from trainer.run_state import metrics_path, read_metrics
+from trainer.run_state import metrics_path, read_metrics_counted
+
+Points = list[tuple[int, float]]
 
 
-def loss_series(name: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+def loss_series(name: str) -> tuple[Points, Points]:
     """(tokens, train loss) and (tokens, val loss) points of run ``name``."""
+    train, val, _ = _checked_series(name)
+    return train, val
+
+
+def _checked_series(name: str) -> tuple[Points, Points, int]:
+    """The points, and how many rows were left out because they are not readable numbers
+    (not UTF-8, not a JSON object, NaN or infinite, null or text where a number belongs)."""
     path = metrics_path(name)
     if not path.is_file():
         raise StoryError(f"no training metrics for {name!r} ({path} does not exist)")
-    rows = read_metrics(path)
-    train = [(int(r["tokens"]), float(r["loss"])) for r in rows if r.get("loss") is not None]
-    val = [(int(r["tokens"]), float(r["val_loss"])) for r in rows if r.get("val_loss") is not None]
-    return train, val
+    try:
+        rows, bad = read_metrics_counted(path)
+    except OSError as exc:
+        raise StoryError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    series: tuple[Points, Points] = ([], [])
+    for row in rows:
+        row_ok = True
+        for points, key in zip(series, ("loss", "val_loss"), strict=True):
+            if key not in row:
+                continue
+            tokens, loss = _finite(row.get("tokens")), _finite(row[key])
+            if tokens is None or loss is None:
+                row_ok = False
+            else:
+                points.append((int(tokens), loss))
+        bad += not row_ok
+    return series[0], series[1], bad
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def print_curves(
@@ -30,11 +62,18 @@ def print_curves(
     """Draw run ``name``'s curves; ``quiet_if_missing`` prints nothing for a run without metrics."""
     console = console or Console()
     try:
-        train, val = loss_series(name)
+        train, val, bad = _checked_series(name)
     except StoryError:
         if quiet_if_missing:
             return
         raise
+    if bad:
+        Console(stderr=True).print(
+            f"[yellow]warning[/]: left out {bad:,} unreadable row{'s' if bad > 1 else ''} "
+            f"of {metrics_path(name)}",
+            highlight=False,
+            soft_wrap=True,  # one line, however long the path
+        )
     if not train and not val:
         if not quiet_if_missing:
             console.print(f"Run {name!r} has no logged steps yet.")

@@ -54,18 +54,22 @@ def download_gutenberg_cmd(
     console = Console()
     started = time.perf_counter()
     if from_dir is not None:
-        if ids or ids_file:
+        if ids is not None or ids_file is not None:
             raise StoryError("--from imports every book in the folder; drop --ids/--ids-file")
         report = gutenberg.ingest_local(from_dir, force=force, console=console)
     else:
-        book_ids = gutenberg.parse_ids(ids) if ids else None
+        book_ids = None
+        if ids is not None:
+            book_ids = gutenberg.parse_ids(ids)
+            if not book_ids:
+                raise StoryError("--ids: no book ids given (for example --ids 2701,1342)")
         if ids_file is not None:
             book_ids = (book_ids or []) + gutenberg.read_ids_file(ids_file)
         report = gutenberg.download_gutenberg(
             book_ids,
-            mirror=mirror or gutenberg.DEFAULT_MIRROR,
+            mirror=gutenberg.DEFAULT_MIRROR if mirror is None else mirror,
             delay=delay,
-            url_pattern=url_pattern or gutenberg.DEFAULT_URL_PATTERN,
+            url_pattern=gutenberg.DEFAULT_URL_PATTERN if url_pattern is None else url_pattern,
             force=force,
             console=console,
         )
@@ -105,12 +109,12 @@ def download_writingprompts_cmd(
     console = Console()
     started = time.perf_counter()
     if sources:
-        if url:
+        if url is not None:
             raise StoryError("use either --from (local data) or --url (download), not both")
         report = writingprompts.ingest(sources, console=console)
     else:
         report = writingprompts.download_writingprompts(
-            url or writingprompts.DEFAULT_URL, force=force, console=console
+            writingprompts.DEFAULT_URL if url is None else url, force=force, console=console
         )
     elapsed = time.perf_counter() - started
     console.print(_pairs_table(report.to_json()))
@@ -142,7 +146,9 @@ def status_cmd() -> None:
 
 
 def _gutenberg_status() -> list[str]:
-    raw = sorted(paths.raw_dir("gutenberg").glob("pg*.txt"))
+    from trainer.sources.gutenberg import raw_books
+
+    raw = raw_books()
     clean = sorted(paths.clean_dir("gutenberg").glob("*.txt"))
     size = sum(p.stat().st_size for p in clean) / 1e6
     return [

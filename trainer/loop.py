@@ -30,7 +30,7 @@ from storytui.errors import StoryError
 from storytui.model import build_model
 from trainer import distributed, run_state
 from trainer.distributed import DistContext
-from trainer.progress import Plan, TrainProgress, print_plan
+from trainer.progress import Plan, TrainProgress, print_plan, print_plan_head
 from trainer.stages import Hyperparameters, RunSpec, lr_at, total_steps
 from trainer.throughput import (
     Precision,
@@ -256,18 +256,50 @@ class _Run:
         self.step = 0
         self.tokens_seen = 0
         self.elapsed_before = 0.0
+        self.model_saved = False  # this process wrote models/NAME
+        self.latest_saved = spec.resume  # runs/NAME/latest holds a state of this run
+        self.replaces_leftover = False  # models/NAME is what an unresumable attempt left
 
     # -- setup
 
     def _check_name(self) -> None:
         if self.spec.resume:
             return
-        for existing in (paths.model_dir(self.spec.name), run_state.latest_dir(self.spec.name)):
-            if existing.exists():
-                raise StoryError(
-                    f"{existing} already exists: pick another --out, or add --resume to "
-                    "continue that run"
-                )
+        name = self.spec.name
+        latest, model = run_state.latest_dir(name), paths.model_dir(name)
+        if latest.exists():
+            raise StoryError(
+                f"{latest} already exists: pick another --out, or add --resume to continue that run"
+            )
+        if not model.exists():
+            return
+        if not run_state.stopped_before_latest(name):
+            raise StoryError(
+                f"{model} already exists: pick another --out (or delete it with "
+                f"`storytui models rm {name}`)"
+            )
+        self.replaces_leftover = True
+
+    def _check_memory(self) -> None:
+        """Refuse a micro-batch whose scores over the vocabulary alone outgrow the device.
+
+        Each position's scores over the whole vocabulary are held as logits, fp32
+        log-probabilities kept for the backward pass and their gradients there: 14-17 bytes
+        per score measured (CPU, fp32 and bf16), so 12 is a floor under what one micro-batch
+        needs, whatever else it needs besides (4 under torch.compile, which may fuse them).
+        A batch over it could only fail, or swap for hours, after a silent wait.
+        """
+        batch, vocab = self.hp.batch_size, self.spec.model_config.vocab_size
+        need = (4 if self.spec.compile else 12) * batch * self.block_size * vocab
+        have = device_memory(self.device)
+        if have is None or need <= have:
+            return
+        raise StoryError(
+            f"--batch-size {batch:,} is too large: one micro-batch of {batch:,} × "
+            f"{self.block_size} tokens needs more than {need / 2**30:,.0f} GiB for its scores "
+            f"over the vocabulary alone, and {self.device} has {have / 2**30:,.0f} GiB; use a "
+            "smaller --batch-size (and a larger --grad-accum for the same tokens per step)"
+        )
 
     def _build(self) -> dict[str, Any] | None:
         spec = self.spec
@@ -430,10 +462,30 @@ class _Run:
             "rng": all_rng,
         }
         run_state.save_latest(self.spec.name, self.raw, self._meta(self.last_eval), state)
+        if not self.latest_saved:
+            self.latest_saved = True
+            run_state.clear_no_latest(self.spec.name)
 
     def _save_model(self, val: EvalResult | None) -> None:
         if self.main:
+            if not self.latest_saved:  # until latest exists, this run cannot be resumed
+                run_state.mark_no_latest(self.spec.name)
             run_state.save_model(self.spec.name, self.raw, self._meta(val))
+            self.model_saved = True
+
+    def _failed_save_hint(self, error: run_state.SaveError) -> str:
+        """What is left after a failed save, and the command that carries on from there."""
+        stage, name = self.spec.stage, self.spec.name
+        when = "once there is space" if error.disk_full else "once that is fixed"
+        if run_state.latest_dir(name).is_dir():
+            return (
+                f"the last checkpoint is kept; {when}, continue with "
+                f"`storytui train {stage} --out {name} --resume`"
+            )
+        return (
+            f"no resumable state was saved yet; {when}, start the run again with "
+            f"`storytui train {stage} --out {name} …`"
+        )
 
     # -- evaluation
 
@@ -479,6 +531,21 @@ class _Run:
     # -- run
 
     def run(self) -> RunResult:
+        try:
+            return self._run()
+        except run_state.SaveError as exc:
+            raise StoryError(f"{exc}; {self._failed_save_hint(exc)}") from exc
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if not _out_of_memory(exc):
+                raise
+            batch = self.hp.batch_size
+            raise StoryError(
+                f"out of memory on {self.device} with --batch-size {batch:,} "
+                f"({batch:,} × {getattr(self, 'block_size', '?')} tokens per micro-batch); use "
+                "a smaller --batch-size (and a larger --grad-accum for the same tokens per step)"
+            ) from exc
+
+    def _run(self) -> RunResult:
         spec, hp, context = self.spec, self.hp, self.context
         self._check_name()
         self.started = time.perf_counter()
@@ -491,13 +558,34 @@ class _Run:
         self.block_size = min(hp.block_size or config.block_size, config.block_size)
         self.accum = max(1, math.ceil(hp.grad_accum / context.world_size))
         self.tokens_per_step = hp.batch_size * self.block_size * self.accum * context.world_size
+        self._check_memory()
+        if self.main:  # what is known before the measurement, which may take a while
+            if self.replaces_leftover:
+                self.console.print(
+                    f"note: replacing {paths.model_dir(spec.name)}, left by an earlier run "
+                    "that stopped before it saved a resumable state",
+                    highlight=False,
+                )
+            print_plan_head(
+                self.console,
+                stage=spec.stage,
+                name=spec.name,
+                preset=spec.preset,
+                recipe=spec.recipe,
+                n_params=sum(p.numel() for p in self.raw.parameters()),
+                tokens_per_step=self.tokens_per_step,
+                batch_size=hp.batch_size,
+                block_size=self.block_size,
+                grad_accum=self.accum,
+                world_size=context.world_size,
+            )
         self.precision, note, micro_seconds = self._measure(state)
         if state is not None:
             self.step = int(state["step"])
         plan = self._plan(self.precision, note, micro_seconds, state)
         self.total = plan.steps
         if self.main:
-            print_plan(self.console, plan)
+            print_plan(self.console, plan, head=False)
 
         self.optimizer = make_optimizer(self.raw, hp, self.device)
         self.stepper = TrainStep(
@@ -579,7 +667,8 @@ class _Run:
                     self._evaluate()  # a budgeted run ends like a finished one
                 else:
                     self._save_latest()
-            if stopped_by != "done" and self.main and not paths.model_dir(spec.name).exists():
+            model_missing = self.replaces_leftover or not paths.model_dir(spec.name).exists()
+            if stopped_by != "done" and self.main and not self.model_saved and model_missing:
                 self._save_model(self.last_eval)
         if context.enabled:
             if not distributed.ranks_agree(self.raw, context):
@@ -610,6 +699,36 @@ class _Run:
         if self.spec.time_budget_s and self._elapsed() > self.spec.time_budget_s:
             return STOP_REASONS.index("time budget")
         return 0
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory a run on ``device`` can have at most, or None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "mps":
+        recommended = getattr(torch.mps, "recommended_max_memory", None)
+        return recommended() if recommended else None
+    if device.type != "cpu":
+        return None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    try:  # a container's limit (cgroup v2), when it sets one below the machine's memory
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation: CUDA's OutOfMemoryError, or the CPU and MPS allocators' errors."""
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    text = str(exc)
+    return "out of memory" in text or "can't allocate memory" in text
 
 
 def _split_tokens(meta: Any, split: str) -> int | None:

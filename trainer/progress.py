@@ -68,15 +68,53 @@ def count(n: float) -> str:
     return f"{n:.0f}"
 
 
-def print_plan(console: Console, plan: Plan) -> None:
+def _head_lines(
+    *,
+    stage: str,
+    name: str,
+    preset: str,
+    recipe: str,
+    n_params: int,
+    tokens_per_step: int,
+    batch_size: int,
+    block_size: int,
+    grad_accum: int,
+    world_size: int,
+) -> list[str]:
+    processes = f" × {world_size} processes" if world_size > 1 else ""
+    return [
+        f"[bold]{stage} {name}[/]: preset {preset}, recipe {recipe}, {n_params:,} parameters",
+        f"  per step    {tokens_per_step:,} tokens = {batch_size} sequences × "
+        f"{block_size} tokens × {grad_accum} micro-batches{processes}",
+    ]
+
+
+def print_plan_head(console: Console, **what) -> None:
+    """The plan's first lines, known before a micro-step is measured (see ``_head_lines``)."""
+    for line in _head_lines(**what):
+        console.print(line, highlight=False)
+
+
+def print_plan(console: Console, plan: Plan, head: bool = True) -> None:
+    """The whole plan; ``head=False`` leaves out the lines ``print_plan_head`` printed."""
     processes = f" × {plan.world_size} processes" if plan.world_size > 1 else ""
-    lines = [
-        f"[bold]{plan.stage} {plan.name}[/]: preset {plan.preset}, recipe {plan.recipe}, "
-        f"{plan.n_params:,} parameters",
+    lines = _head_lines(
+        stage=plan.stage,
+        name=plan.name,
+        preset=plan.preset,
+        recipe=plan.recipe,
+        n_params=plan.n_params,
+        tokens_per_step=plan.tokens_per_step,
+        batch_size=plan.batch_size,
+        block_size=plan.block_size,
+        grad_accum=plan.grad_accum,
+        world_size=plan.world_size,
+    )
+    if not head:
+        lines = []
+    lines += [
         f"  device      {plan.device}{processes}, {plan.precision} ({plan.precision_note})"
         + (", torch.compile" if plan.compiled else ""),
-        f"  per step    {plan.tokens_per_step:,} tokens = {plan.batch_size} sequences × "
-        f"{plan.block_size} tokens × {plan.grad_accum} micro-batches{processes}",
         f"  schedule    {plan.steps:,} steps, warmup {plan.warmup_steps:,}, "
         f"lr {plan.lr:.2e} → {plan.min_lr:.2e} (cosine)",
         f"  tokens      {plan.total_tokens:,} in total"

@@ -313,6 +313,12 @@ def resume_spec(name: str, stage: str, *, device: str = "auto", compile: bool = 
 
     latest = paths.run_dir(name) / LATEST
     if not (latest / "config.json").is_file():
+        if paths.run_dir(name).is_dir():
+            raise StoryError(
+                f"run {name!r} stopped before it saved a resumable state ({latest} does not "
+                f"exist), so there is nothing to resume; start it again without --resume: "
+                f"`storytui train {stage} --out {name} …`"
+            )
         raise StoryError(f"no saved run {name!r} to resume (looked in {latest})")
     meta = read_meta(latest)
     run = meta.extra.get("run", {})
@@ -350,6 +356,44 @@ def resume_spec(name: str, stage: str, *, device: str = "auto", compile: bool = 
         options=options,
         **sample,
     )
+
+
+def ignored_on_resume(name: str, requested: dict[str, Any]) -> list[str]:
+    """The options in ``requested`` (flag → value typed) that differ from what run ``name``
+    saved, so resuming it ignores them; ``[]`` when there is no saved run to compare with
+    (``resume_spec`` says so)."""
+    from storytui import paths
+    from storytui.checkpoint import read_meta
+    from trainer.run_state import LATEST
+
+    try:
+        meta = read_meta(paths.run_dir(name) / LATEST)
+    except (StoryError, OSError):
+        return []
+    run = meta.extra.get("run", {}) if isinstance(meta.extra, dict) else {}
+    hp = run.get("hp", {})
+    options = run.get("options", {})
+    budget = run.get("time_budget_s")
+    saved: dict[str, Any] = {
+        "--preset": meta.preset,
+        "--recipe": run.get("recipe", "storytui"),
+        "--seed": run.get("seed", DEFAULT_SEED),
+        "--time-budget": None if budget is None else budget / 60.0,
+        "--from": meta.parent,
+        "--mask-prompt": options.get("mask_prompt", True),
+        "--tales": options.get("tales", False),
+        "--rebuild-data": False,  # a resumed run reads the very shards it started with
+    }
+    for flag in ("max_steps", "max_tokens", "batch_size", "grad_accum", "lr", "eval_every"):
+        saved["--" + flag.replace("_", "-")] = hp.get(flag)
+    saved["--dtype"] = hp.get("dtype")
+    return [flag for flag, value in requested.items() if not _same(value, saved.get(flag))]
+
+
+def _same(given: Any, saved: Any) -> bool:
+    if isinstance(given, float) and isinstance(saved, int | float):
+        return math.isclose(given, saved, rel_tol=1e-9)
+    return given == saved
 
 
 def _known_presets() -> set[str]:

@@ -32,7 +32,16 @@ def corpus_texts() -> Iterator[str]:
                 yield f"{row.get('prompt', '')}\n{row['story']}\n"
 
 
+MIN_SIZE = 258  # the 256 single bytes, one merge and <|endoftext|>
+MAX_SIZE = 1 << 16  # token shards keep ids in 16 bits for vocabularies up to this size
+
+
 def run_train_tokenizer(name: str, size: int, out: Path | None) -> Path:
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise StoryError(
+            f"invalid --size: {size} (must be between {MIN_SIZE} and {MAX_SIZE:,}: the 256 "
+            "byte tokens, at least one merge and <|endoftext|>)"
+        )
     console = Console()
     out = out or paths.tokenizer_cache_dir() / f"{name}.tiktoken"
     started = time.perf_counter()

@@ -26,6 +26,17 @@ def train_tokenizer(
     run_train_tokenizer(name=name, size=size, out=out)
 
 
+def _given(ctx: typer.Context, **values) -> dict[str, object]:
+    """The options among ``values`` that were typed on the command line, by flag name."""
+    given = {}
+    for name, value in values.items():
+        source = ctx.get_parameter_source(name)  # typer's own copy of click's ParameterSource
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT"):
+            flag = "--" + name.replace("_", "-")
+            given[{"parent": "--from"}.get(name, flag)] = value
+    return given
+
+
 # Options shared by pretrain and finetune (None = the recipe's value).
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps.")]
 MaxTokens = Annotated[
@@ -67,6 +78,7 @@ RebuildData = Annotated[
 
 @train_app.command("pretrain")
 def pretrain(
+    ctx: typer.Context,
     out: Annotated[str, typer.Option("--out", help="Name of the new model.")],
     preset: Annotated[str, typer.Option(help="tiny, small, colab or seed.")] = "small",
     recipe: Recipe = None,
@@ -98,7 +110,9 @@ def pretrain(
     )
     _check_name(out)
     if resume:
-        _warn_ignored(overrides, recipe=recipe, time_budget=time_budget)
+        given = _given(ctx, preset=preset, recipe=recipe, time_budget=time_budget, seed=seed)
+        given |= _given(ctx, rebuild_data=rebuild_data, **overrides)
+        _warn_ignored(out, given)
         spec = stages.resume_spec(out, "pretrain", device=device, compile=compile)
     else:
         spec = stages.pretrain_spec(
@@ -117,6 +131,7 @@ def pretrain(
 
 @train_app.command("finetune")
 def finetune(
+    ctx: typer.Context,
     out: Annotated[str, typer.Option("--out", help="Name of the finetuned model.")],
     parent: Annotated[
         str | None, typer.Option("--from", help="Pretrained model to start from.")
@@ -166,9 +181,9 @@ def finetune(
     )
     _check_name(out)
     if resume:
-        _warn_ignored(
-            overrides, recipe=recipe, time_budget=time_budget, parent=parent, tales=tales or None
-        )
+        given = _given(ctx, parent=parent, recipe=recipe, time_budget=time_budget, seed=seed)
+        given |= _given(ctx, mask_prompt=mask_prompt, tales=tales, rebuild_data=rebuild_data)
+        _warn_ignored(out, given | _given(ctx, **overrides))
         spec = stages.resume_spec(out, "finetune", device=device, compile=compile)
     else:
         if not parent:
@@ -209,20 +224,36 @@ def _check_name(name: str) -> None:
 
 
 def _minutes(value: float | None) -> float | None:
+    import math
+
     from storytui.errors import StoryError
 
     if value is None:
         return None
-    if value <= 0:
-        raise StoryError(f"invalid --time-budget: {value!r} (minutes, > 0)")
+    if not (math.isfinite(value) and 0 < value <= MAX_BUDGET_MINUTES):
+        raise StoryError(
+            f"invalid --time-budget: {value!r} (minutes: more than 0, at most "
+            f"{MAX_BUDGET_MINUTES:,})"
+        )
     return value * 60.0
 
 
-def _warn_ignored(overrides: dict, **others) -> None:
-    ignored = [k for k, v in {**overrides, **others}.items() if v is not None]
+MAX_BUDGET_MINUTES = 1_000_000  # about two years
+
+
+_NEGATED = {"--mask-prompt": "--no-mask-prompt", "--tales": "--no-tales"}
+
+
+def _warn_ignored(name: str, given: dict[str, object]) -> None:
+    """One line naming the typed options that differ from the saved run's, which resuming keeps."""
+    from trainer import stages
+
+    ignored = stages.ignored_on_resume(name, given)
     if ignored:
-        names = ", ".join("--" + k.replace("_", "-") for k in ignored)
-        typer.echo(f"resuming: the saved run's settings are kept; ignoring {names}", err=True)
+        shown = [_NEGATED[f] if f in _NEGATED and given[f] is False else f for f in ignored]
+        typer.echo(
+            f"resuming: the saved run's settings are kept; ignoring {', '.join(shown)}", err=True
+        )
 
 
 def _run(spec) -> None:

@@ -23,7 +23,13 @@ from storytui.atomic import atomic_write_text
 from storytui.errors import StoryError
 from storytui.textfile import looks_binary
 from trainer.sources import BINARY_REASON, normalize_punctuation
-from trainer.sources.http import download
+from trainer.sources.http import (
+    LocalWriteError,
+    bad_download,
+    check_url,
+    check_url_pattern,
+    download,
+)
 
 DEFAULT_MIRROR = "https://www.gutenberg.org"
 DEFAULT_URL_PATTERN = "{mirror}/cache/epub/{id}/pg{id}.txt"
@@ -341,6 +347,29 @@ def book_url(book_id: int, mirror: str = DEFAULT_MIRROR, pattern: str = DEFAULT_
     return pattern.format(mirror=mirror.rstrip("/"), id=book_id)
 
 
+def check_source(mirror: str, pattern: str) -> None:
+    """One-line errors for a mirror that is not a URL, or a pattern that cannot name each book."""
+    check_url(mirror, "--mirror")
+    check_url_pattern(pattern, ("mirror", "id"))
+    url = book_url(1, mirror, pattern)
+    try:
+        check_url(url)
+    except StoryError:
+        raise StoryError(
+            f"--url-pattern: {pattern!r} does not make an http://, https:// or file:// URL "
+            f"(book 1 would be {url!r})"
+        ) from None
+
+
+def has_start_but_no_end(text: str) -> bool:
+    """A header marker with no footer marker after it: the book may have been cut short.
+
+    The cleaner keeps everything after the header then, so such a book is still usable.
+    """
+    starts = [m for m in _START_MARKERS.finditer(text) if m.start() <= len(text) // 2]
+    return bool(starts) and _END_MARKERS.search(text, starts[-1].end()) is None
+
+
 def download_gutenberg(
     ids: Sequence[int] | None = None,
     mirror: str = DEFAULT_MIRROR,
@@ -355,27 +384,62 @@ def download_gutenberg(
     Books already downloaded are not fetched again; a missing book is reported and skipped so
     that one dead link does not stop a long run.
     """
+    check_source(mirror, url_pattern)
     ids = list(ids) if ids is not None else default_book_ids()
     raw = paths.raw_dir("gutenberg")
     report = GutenbergReport()
     fetched_any = False
     for book_id in ids:
         dest = raw / f"pg{book_id}.txt"
-        if not dest.exists() or force:
+        key = f"pg{book_id}"
+        if dest.exists() and not force and (why := _bad_raw(dest)):
+            _say(console, f"{dest.name} from an earlier download {why}; fetching it again")
+            _forget_output(key, dest, read_manifest())
+            dest.unlink()
+        fetched = not dest.exists() or force
+        if fetched:
             if fetched_any and delay > 0:
                 time.sleep(delay)
             fetched_any = True
             _say(console, f"fetching Project Gutenberg #{book_id}")
             try:
                 download(book_url(book_id, mirror, url_pattern), dest, progress=console)
+            except LocalWriteError:
+                raise  # a full disk stops the run: every other book would fail the same way
             except StoryError as exc:
-                report.failed.append(f"pg{book_id}: {exc}")
+                report.failed.append(f"{key}: {exc}")
                 _say(console, f"[yellow]skipped[/]: {exc}")
                 continue
             report.fetched.append(book_id)
-        _clean_one(dest, f"pg{book_id}", force, report)
+            _warn_if_cut_short(dest, key, console)
+        _clean_one(dest, key, force or fetched, report)
     _raise_if_nothing(report, "downloaded")
     return report
+
+
+def _bad_raw(path: Path) -> str | None:
+    try:
+        return bad_download(path)
+    except OSError:
+        return None  # unreadable: the cleaner reports it
+
+
+def _warn_if_cut_short(path: Path, key: str, console: Console | None) -> None:
+    try:
+        text = read_book(path)
+    except OSError:
+        return
+    if has_start_but_no_end(text):
+        _say(
+            console,
+            f"[yellow]warning[/]: {key} has no end-of-book marker, so the download may have "
+            "been cut short; it is kept (fetch it again with --force if the book ends early)",
+        )
+
+
+def raw_books() -> list[Path]:
+    """The downloaded books, leaving out files that are an HTML page or empty."""
+    return [p for p in sorted(paths.raw_dir("gutenberg").glob("pg*.txt")) if not _bad_raw(p)]
 
 
 def ingest_local(
@@ -499,4 +563,4 @@ def _raise_if_nothing(report: GutenbergReport, where: str) -> None:
 
 def _say(console: Console | None, message: str) -> None:
     if console is not None:
-        console.print(message, highlight=False)
+        console.print(message, highlight=False, soft_wrap=True)  # each message one line

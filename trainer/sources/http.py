@@ -7,11 +7,14 @@ Training data is hundreds of megabytes fetched over home connections; a dropped 
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import os
 import re
+import string
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +39,74 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _TOTAL_ONLY = re.compile(r"bytes\s+\*/(\d+)")
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_HTML_STARTS = (b"<!doctype html", b"<html")
+
+
 class _Retry(Exception):
     """One attempt failed in a way that another attempt may fix."""
+
+
+class LocalWriteError(StoryError):
+    """This machine cannot store the download (disk full, no permission): no retry, and no
+    other file of the same run, can get past it."""
+
+
+def check_url(url: str, option: str = "URL") -> str:
+    """``url`` when it is an ``http://``, ``https://`` or ``file://`` URL; else one-line error."""
+    hint = "use an http://, https:// or file:// URL"
+    if not url.strip():
+        raise StoryError(f"{option}: empty URL ({hint})")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise StoryError(f"{option}: {url!r} contains spaces or control characters ({hint})")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise StoryError(f"{option}: not a valid URL: {url!r} ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https") and parts.hostname:
+        return url
+    if scheme == "file" and parts.netloc in ("", "localhost") and parts.path:
+        return url
+    raise StoryError(f"{option}: not a URL this can fetch: {url!r} ({hint})")
+
+
+def check_url_pattern(pattern: str, fields: tuple[str, ...], option: str = "--url-pattern") -> str:
+    """``pattern`` when it is a format string with ``{id}`` and no placeholder but ``fields``."""
+    allowed = " and ".join("{" + name + "}" for name in fields)
+    try:
+        used = [name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None]
+    except ValueError as exc:
+        raise StoryError(
+            f"{option}: {exc} in {pattern!r} (placeholders are {allowed}; write {{{{ and }}}} "
+            "for a literal brace)"
+        ) from None
+    for name in used:
+        if name not in fields:
+            shown = "{" + name + "}"
+            raise StoryError(f"{option}: unknown placeholder {shown} (only {allowed})")
+    if "id" not in used:
+        raise StoryError(f"{option}: {pattern!r} has no {{id}}, so every book would be one file")
+    try:
+        pattern.format(**{name: 1 if name == "id" else "x" for name in fields})
+    except (ValueError, TypeError) as exc:
+        raise StoryError(f"{option}: {exc} in {pattern!r}") from None
+    return pattern
+
+
+def bad_download(path: Path) -> str | None:
+    """Why a downloaded file is clearly not what was asked for, as in "the file ...": "is empty"
+    or "is an HTML page" (an error or login page sent with status 200); ``None`` when it may
+    be fine."""
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    if not head:
+        return "is empty"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(_HTML_STARTS):
+        return "is an HTML page"
+    return None
 
 
 def download(
@@ -55,6 +124,8 @@ def download(
     Bytes go to ``dest.part`` first. Each retry resumes from the end of the partial file with a
     Range request (restarting cleanly if the server ignores Range). Only attempts that add no
     bytes count against ``retries``; the wait between them doubles from ``backoff`` seconds.
+    An HTML page or an empty body is refused, not saved. A file that cannot be written (disk
+    full: the partial file is removed) raises ``LocalWriteError`` at once, without retrying.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -95,29 +166,65 @@ def _attempt(url: str, part: Path, timeout: float, bar: _Bar) -> bool:
     except urllib.error.HTTPError as exc:
         return _handle_http_error(url, exc, part, have)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if url.lower().startswith("file:"):  # a local file does not appear by waiting
+            raise StoryError(f"download failed: {url} ({_reason(exc)})") from exc
         raise _Retry(_reason(exc)) from exc
     with response:
         status = response.status or 200  # file:// answers have no status
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type in _HTML_TYPES:
+            raise StoryError(f"download failed: {url} (the server sent an HTML page, not the file)")
         offset, total = _plan(response, status, have)
         if offset == 0 and have:
             part.unlink(missing_ok=True)  # server ignored Range: start over
         bar.start(total, offset)
-        try:
-            with open(part, "ab" if offset else "wb") as out:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    bar.advance(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Retry(_reason(exc)) from exc
+        _write_body(response, part, offset > 0, url, bar)
     size = part.stat().st_size
     if total is not None and size < total:
         return False
     if total is not None and size > total:
         part.unlink()
         raise _Retry(f"received {size} bytes, expected {total}")
+    if why := bad_download(part):
+        part.unlink()
+        raise StoryError(f"download failed: {url} (what the server sent {why})")
     return True
+
+
+def _write_body(response, part: Path, append: bool, url: str, bar: _Bar) -> None:
+    """Copy the body into ``part``: a failed read may be retried, a failed write may not."""
+    try:
+        out = open(part, "ab" if append else "wb")  # noqa: SIM115 - closed below, whatever fails
+    except OSError as exc:
+        raise _write_error(exc, part, url) from exc
+    try:
+        while True:
+            try:
+                chunk = response.read(CHUNK)
+            except (OSError, http.client.HTTPException) as exc:
+                raise _Retry(_reason(exc)) from exc
+            if not chunk:
+                break
+            out.write(chunk)
+            bar.advance(len(chunk))
+        out.flush()
+        os.fsync(out.fileno())
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            out.close()
+        raise _write_error(exc, part, url) from exc
+    finally:  # after a failed read: what was written stays for the retry to resume
+        with contextlib.suppress(OSError):
+            out.close()
+
+
+def _write_error(exc: OSError, part: Path, url: str) -> LocalWriteError:
+    if exc.errno in _DISK_FULL:
+        part.unlink(missing_ok=True)
+        return LocalWriteError(
+            f"disk full while downloading {url} to {part.parent}; the partial file was removed"
+        )
+    return LocalWriteError(f"cannot write {part}: {exc.strerror or exc}")
 
 
 def _plan(response: http.client.HTTPResponse, status: int, have: int) -> tuple[int, int | None]:

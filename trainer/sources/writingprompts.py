@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import errno
 import hashlib
 import html
 import json
@@ -38,7 +39,7 @@ from storytui.atomic import atomic_write_text
 from storytui.errors import StoryError
 from storytui.textfile import looks_binary
 from trainer.sources import BINARY_REASON, normalize_punctuation
-from trainer.sources.http import download
+from trainer.sources.http import bad_download, check_url, download
 
 DEFAULT_URL = "https://dl.fbaipublicfiles.com/fairseq/data/writingPrompts.tar.gz"
 ARCHIVE_NAME = "writingPrompts.tar.gz"
@@ -326,8 +327,21 @@ def _extract(archive: Path, target: Path) -> None:
             for member in members:
                 if member.name.endswith((".wp_source", ".wp_target")):
                     tar.extract(member, target, **_tar_filter())
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise StoryError(f"cannot unpack {archive}: {exc}") from exc
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoryError(f"disk full while unpacking {archive} into {target}") from exc
+        raise _UnpackError(f"cannot unpack {archive}: {_one_line(exc)}") from exc
+    except (tarfile.TarError, EOFError) as exc:
+        raise _UnpackError(f"cannot unpack {archive}: {_one_line(exc)}") from exc
+
+
+class _UnpackError(StoryError):
+    """An archive that is not a whole tar file."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """tarfile lists each compression it tried on a line of its own."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _safe_member(name: str) -> bool:
@@ -578,10 +592,34 @@ def download_writingprompts(
     url: str = DEFAULT_URL, *, force: bool = False, console: Console | None = None
 ) -> IngestReport:
     """Fetch the Fan et al. release (resumable) into ``raw/writingprompts`` and ingest it."""
+    check_url(url, "--url")
     archive = paths.raw_dir("writingprompts") / ARCHIVE_NAME
+    if archive.exists() and not force and (why := _not_an_archive(archive)):
+        if console is not None:
+            console.print(
+                f"{archive.name} from an earlier download {why}; fetching it again",
+                highlight=False,
+            )
+        archive.unlink()
     if force or not archive.exists():
         download(url, archive, progress=console)
-    return ingest([archive], console=console)
+        if why := _not_an_archive(archive):
+            archive.unlink()
+            raise StoryError(f"download failed: {url} (what the server sent {why})")
+    try:
+        return ingest([archive], console=console)
+    except _UnpackError as exc:
+        raise StoryError(f"{exc}; fetch it again with --force") from exc
+
+
+def _not_an_archive(path: Path) -> str | None:
+    """Why ``path`` is clearly not the release's tar archive (``None`` when it looks like one)."""
+    try:
+        if why := bad_download(path):
+            return why
+        return None if tarfile.is_tarfile(path) else "is not a tar archive"
+    except OSError:
+        return None  # unreadable: unpacking says why
 
 
 def ingest(sources: Path | Sequence[Path], *, console: Console | None = None) -> IngestReport:
@@ -600,9 +638,11 @@ def ingest(sources: Path | Sequence[Path], *, console: Console | None = None) ->
         raise StoryError(_nothing_usable("no WritingPrompts data recognised", sources, report))
     out_dir = paths.clean_dir("writingprompts")
     out_dir.mkdir(parents=True, exist_ok=True)
-    writers = {split: _TempJsonl(out_dir / f"{split}.jsonl") for split in SPLITS}
+    writers: dict[str, _TempJsonl] = {}
     seen: set[str] = set()
     try:
+        for split in SPLITS:
+            writers[split] = _TempJsonl(out_dir / f"{split}.jsonl")
         for reader in sorted(readers):
             if console is not None:
                 name = Path(reader.label).name
@@ -611,8 +651,14 @@ def ingest(sources: Path | Sequence[Path], *, console: Console | None = None) ->
                 writers[pair.split].write(pair)
         if not report.kept:  # keep the earlier output rather than replace it with nothing
             raise StoryError(_nothing_usable("no usable WritingPrompts pairs", sources, report))
+        for writer in writers.values():  # every split on disk first: a full disk fails here
+            writer.finish()
         for writer in writers.values():
             writer.commit()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoryError(f"disk full while writing {out_dir}; nothing was changed") from exc
+        raise
     finally:
         for writer in writers.values():
             writer.discard()
@@ -653,23 +699,41 @@ class _TempJsonl:
         self.final = final
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         self.tmp = Path(name)
-        self.handle = os.fdopen(fd, "w", encoding="utf-8")
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes files private; these are ordinary
+            self.handle = os.fdopen(fd, "w", encoding="utf-8")
+        except BaseException:
+            os.close(fd)
+            self.tmp.unlink(missing_ok=True)
+            raise
 
     def write(self, pair: Pair) -> None:
         record = {"prompt": pair.prompt, "story": pair.story, "source": pair.source}
         self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def commit(self) -> None:
+    def finish(self) -> None:
+        """Everything on disk, closed; only the rename is left."""
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
+
+    def commit(self) -> None:
+        if not self.handle.closed:
+            self.finish()
         os.replace(self.tmp, self.final)
 
     def discard(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
+        """Remove the temp file, even when closing it fails (a full disk fails the flush)."""
+        try:
+            if not self.handle.closed:
+                self.handle.close()
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.tmp.unlink()
 
 
 def load_pairs(split: str) -> list[Pair]:
