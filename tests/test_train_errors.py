@@ -17,24 +17,14 @@ from safetensors import SafetensorError
 
 from storytui import paths
 from storytui.checkpoint import load_checkpoint
-from storytui.cli import main
 from storytui.errors import StoryError
 from tests import train_corpus
+from tests.test_cli import run_cli
 from trainer import loop, run_state
 from trainer.loop import train
 from trainer.stages import resume_spec
 
 SAFETENSORS_FULL = "Error while serializing: I/O error: No space left on device (os error 28)"
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _fail_weights_under(monkeypatch, part: str) -> list[str]:
