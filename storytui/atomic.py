@@ -21,6 +21,29 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2  # renameat2 flag: swap two paths in one step
 
 
+def ordinary_mode(directory: bool = False) -> int:
+    """The permissions a new file (or directory) gets from the umask: what ``mkstemp`` and
+    ``mkdtemp``, which make theirs private, and writers such as safetensors (0600) leave out."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def process_exists(pid: int) -> bool:
+    """Whether process ``pid`` is running (as any user)."""
+    if not 0 < pid < 2**31:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, run by another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def _disk_error(path: Path, exc: OSError) -> StoryError:
     if exc.errno == errno.ENOSPC:
         return StoryError(f"disk full while writing {path}; nothing was changed")
@@ -44,9 +67,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             if path.exists():
                 shutil.copymode(path, tmp)
             else:  # mkstemp makes files private; a new story gets the usual permissions
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp, 0o666 & ~umask)
+                os.chmod(tmp, ordinary_mode())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
@@ -82,14 +103,13 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     restore_replaced(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is an ordinary dir
+    os.chmod(tmp, ordinary_mode(directory=True))  # a checkpoint is an ordinary directory
+    file_mode = ordinary_mode()
     try:
         yield tmp
         for child in tmp.iterdir():
             with open(child, "rb") as handle:
-                os.fchmod(handle.fileno(), 0o666 & ~umask)  # writers such as safetensors: 0600
+                os.fchmod(handle.fileno(), file_mode)
                 os.fsync(handle.fileno())
         _replace_directory(tmp, final)
         _fsync_dir(final.parent)
@@ -152,16 +172,8 @@ def restore_replaced(parent: Path) -> None:
 
 
 def _is_running(pid: int) -> bool:
-    """Whether process ``pid`` exists (so its replacement may still be under way)."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, owned by someone else
-        return True
-    return True
+    """Whether another process ``pid`` exists (so its replacement may still be under way)."""
+    return pid != os.getpid() and process_exists(pid)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -7,6 +7,7 @@ TUI can show its editor before the model stack has loaded.
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -150,8 +151,6 @@ def continue_story(
 def _check_writable_story(file: str) -> None:
     """Refuse an ``-i`` that could not end well before generating: stdin, a device or a pipe
     (which a rename would replace with a plain file), a read-only story or folder."""
-    import os
-
     if file == "-":
         raise StoryError("--in-place needs a file, not standard input")
     path = Path(file).expanduser()
@@ -182,8 +181,6 @@ class _Output:
                 self.stream.flush()
             except BrokenPipeError:
                 self.open = False
-                import os
-
                 devnull = os.open(os.devnull, os.O_WRONLY)  # the exit-time flush goes nowhere
                 os.dup2(devnull, self.stream.fileno())
         return self.open

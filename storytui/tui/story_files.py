@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from storytui import paths
-from storytui.atomic import atomic_write_bytes, atomic_write_text
+from storytui.atomic import atomic_write_bytes, atomic_write_text, process_exists
 from storytui.errors import StoryError
 from storytui.textfile import decode_text, encoded_like, read_story_bytes, story_label
 from storytui.tui.continuations import normalize_newlines
@@ -242,13 +242,7 @@ def _running_other(fields: dict) -> int | None:
     """The pid of the other storytui, still running, that wrote a copy (None: this process,
     one that has ended, or a copy that does not say)."""
     pid = fields.get("pid")
-    if type(pid) is not int or not 0 < pid < 2**31 or pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        pass  # it exists, run by another user
-    except OSError:
+    if type(pid) is not int or pid == os.getpid() or not process_exists(pid):
         return None
     started = fields.get("pid_started")
     if started is not None and _started(pid) not in (None, started):

@@ -35,7 +35,7 @@ from typing import Any
 from rich.console import Console
 
 from storytui import paths
-from storytui.atomic import atomic_write_text
+from storytui.atomic import atomic_write_text, ordinary_mode
 from storytui.errors import StoryError
 from storytui.textfile import looks_binary
 from trainer.sources import BINARY_REASON, normalize_punctuation
@@ -700,9 +700,7 @@ class _TempJsonl:
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         self.tmp = Path(name)
         try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes files private; these are ordinary
+            os.fchmod(fd, ordinary_mode())  # mkstemp makes files private; these are ordinary
             self.handle = os.fdopen(fd, "w", encoding="utf-8")
         except BaseException:
             os.close(fd)
