@@ -1,4 +1,7 @@
-"""Checkpoints: a directory with ``model.safetensors`` (weights only) and ``config.json``.
+"""Checkpoints: a directory with ``model.safetensors`` (weights only) and ``config.json``, plus
+``tokenizer.tiktoken`` when the model was trained with a vocabulary that does not ship with
+storytui (one the user trained): a checkpoint then still loads on another machine, or after
+that vocabulary was retrained.
 
 Weights are data, never code, so loading cannot execute anything. Writes go to a temp directory
 that takes the checkpoint's place in one step (``atomic.atomic_directory``), so a kill mid-save
@@ -24,11 +27,12 @@ from storytui.atomic import atomic_directory, restore_replaced
 from storytui.errors import StoryError
 from storytui.model import ModelConfig, build_model
 from storytui.story_format import StoryTemplate
-from storytui.tokenizer import Tokenizer, load_tokenizer
+from storytui.tokenizer import Tokenizer, load_tokenizer, read_tokenizer_file, write_ranks
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+VOCABULARY_FILE = "tokenizer.tiktoken"
 
 
 @dataclass
@@ -139,9 +143,16 @@ def _unique_state(model: nn.Module, dtype: torch.dtype | None) -> dict[str, torc
 
 
 def save_checkpoint(
-    directory: Path, model: nn.Module, meta: CheckpointMeta, *, dtype: torch.dtype | None = None
+    directory: Path,
+    model: nn.Module,
+    meta: CheckpointMeta,
+    *,
+    dtype: torch.dtype | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> Path:
-    """Write weights and config atomically; ``dtype`` (e.g. float16) shrinks shipped models."""
+    """Write weights and config atomically; ``dtype`` (e.g. float16) shrinks shipped models.
+
+    ``tokenizer`` (the one ``meta`` names) is copied in unless every install has it."""
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     model = getattr(model, "module", model)  # unwrap DDP
     state = _unique_state(model, dtype)
@@ -151,6 +162,8 @@ def save_checkpoint(
     with atomic_directory(Path(directory)) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(meta.to_json(), indent=2) + "\n")
+        if tokenizer is not None and not tokenizer.bundled:
+            write_ranks(tmp / VOCABULARY_FILE, tokenizer.ranks)
     return Path(directory)
 
 
@@ -190,12 +203,7 @@ def load_checkpoint(directory: Path, *, device: str | torch.device = "cpu") -> C
     directory = Path(directory)
     meta = read_meta(directory)
     label = checkpoint_label(directory)
-    tokenizer = load_tokenizer(meta.tokenizer)
-    if tokenizer.hash != meta.tokenizer_hash:
-        raise StoryError(
-            f"checkpoint {label} was trained with vocabulary {meta.tokenizer} "
-            f"{meta.tokenizer_hash}, but this install's {meta.tokenizer} is {tokenizer.hash}"
-        )
+    tokenizer = checkpoint_tokenizer(directory, meta)
     if meta.model.vocab_size < tokenizer.n_vocab:
         raise StoryError(
             f"checkpoint {label}: model vocabulary {meta.model.vocab_size} is smaller "
@@ -219,6 +227,30 @@ def load_checkpoint(directory: Path, *, device: str | torch.device = "cpu") -> C
     return Checkpoint(
         path=directory, name=directory.name, meta=meta, model=model, tokenizer=tokenizer
     )
+
+
+def checkpoint_tokenizer(directory: Path, meta: CheckpointMeta) -> Tokenizer:
+    """The vocabulary a checkpoint was trained with: its own copy, else the installed one of
+    that name; either must have the hash ``config.json`` records."""
+    label = checkpoint_label(directory)
+    own = Path(directory) / VOCABULARY_FILE
+    if own.is_file():
+        tokenizer, where = read_tokenizer_file(own, meta.tokenizer), f"its {VOCABULARY_FILE}"
+    else:
+        try:
+            tokenizer = load_tokenizer(meta.tokenizer)
+        except StoryError as exc:
+            raise StoryError(
+                f"checkpoint {label} was trained with vocabulary {meta.tokenizer!r}, which it "
+                f"does not carry and this install does not have ({exc})"
+            ) from exc
+        where = f"this install's {meta.tokenizer}"
+    if tokenizer.hash != meta.tokenizer_hash:
+        raise StoryError(
+            f"checkpoint {label} was trained with vocabulary {meta.tokenizer} "
+            f"{meta.tokenizer_hash}, but {where} is {tokenizer.hash}"
+        )
+    return tokenizer
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from rich import box
 from rich.console import Console
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from storytui import paths
 from storytui.checkpoint import (
+    VOCABULARY_FILE,
     CheckpointMeta,
     list_checkpoints,
     model_candidates,
@@ -120,8 +122,9 @@ def _heads(query: int, key_value: int) -> str:
     return str(query) if query == key_value else f"{query}/{key_value}"
 
 
-def describe(meta: CheckpointMeta) -> list[tuple[str, str]]:
+def describe(meta: CheckpointMeta, directory: Path | None = None) -> list[tuple[str, str]]:
     cfg = meta.model
+    carried = directory is not None and (directory / VOCABULARY_FILE).is_file()
     return [
         ("preset", meta.preset),
         (
@@ -131,6 +134,7 @@ def describe(meta: CheckpointMeta) -> list[tuple[str, str]]:
         ),
         ("parameters", f"{meta.n_params:,}"),
         ("tokenizer", f"{meta.tokenizer} ({meta.tokenizer_hash})"),
+        *([("tokenizer copy", f"{VOCABULARY_FILE}, in the checkpoint")] if carried else []),
         ("stage", meta.stage + (f" (from {meta.parent})" if meta.parent else "")),
         ("steps", f"{meta.steps:,}"),
         ("tokens seen", f"{meta.tokens_seen:,}"),
@@ -148,7 +152,7 @@ def print_model_info(name: str, console: Console | None = None) -> None:
     table = Table(title=f"{directory.name}  ({directory})", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    for key, value in describe(meta):
+    for key, value in describe(meta, directory):
         table.add_row(key, value)
     console.print(table)
     try:

@@ -5,8 +5,9 @@ Everything lives under the user data dir (platformdirs) or ``$STORYTUI_HOME`` wh
     models/<name>/   checkpoints (model.safetensors + config.json)
     runs/<name>/     resumable training state and metrics
     data/            downloaded sources, cleaned text and token shards
+    tokenizers/      vocabularies trained by ``storytui train tokenizer``
     stories/         the untitled draft (autosave.txt) and recovery/ copies of unsaved files
-    cache/           rebuildable: vocabularies, tiktoken's downloads, int4 decode graphs
+    cache/           rebuildable: tiktoken's downloads, int4 decode graphs
     settings.json    sampling settings and UI preferences
 """
 
@@ -22,7 +23,7 @@ from storytui.errors import StoryError
 
 APP_NAME = "storytui"
 BUNDLED_MODEL_NAME = "default"  # how the model shipped in assets/ is named and listed
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # typed on command lines
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -64,13 +65,20 @@ def check_model_name(name: str) -> str:
 def check_new_model_name(name: str) -> str:
     """A name for a model about to be written: plain letters, digits, '.', '_', '-' (it is
     typed on command lines), and not the bundled model's name, which it would hide."""
-    if not MODEL_NAME.fullmatch(name):
-        raise StoryError(
-            f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' "
-            "(at most 64, starting with a letter or digit)"
-        )
+    check_plain_name(name, "model")
     if name == BUNDLED_MODEL_NAME:
         raise StoryError(f"{name!r} is the bundled model's name; choose another")
+    return name
+
+
+def check_plain_name(name: str, what: str) -> str:
+    """``name`` if it is plain letters, digits, '.', '_', '-': a file or directory name that is
+    safe to type and leads nowhere else."""
+    if not PLAIN_NAME.fullmatch(name):
+        raise StoryError(
+            f"invalid {what} name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(at most 64, starting with a letter or digit)"
+        )
     return name
 
 
@@ -109,8 +117,14 @@ def cache_dir() -> Path:
     return home() / "cache"
 
 
-def tokenizer_cache_dir() -> Path:
-    """Vocabularies trained by ``storytui train tokenizer`` (the bundled ones are assets)."""
+def trained_tokenizers_dir() -> Path:
+    """Vocabularies trained by ``storytui train tokenizer`` (the bundled ones are assets). Not
+    in ``cache/``: retrained on other text, a vocabulary comes out different."""
+    return home() / "tokenizers"
+
+
+def legacy_tokenizers_dir() -> Path:
+    """Where earlier versions wrote trained vocabularies; still read."""
     return cache_dir() / "tokenizers"
 
 

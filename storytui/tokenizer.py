@@ -50,8 +50,11 @@ UTF8_OWED_BYTES = np.array([0, *(owed for owed, _, _ in UTF8_OWED.values()), UTF
 class Tokenizer:
     """A tiktoken encoding plus what storytui needs around it: name, hash, EOT, byte lengths."""
 
-    def __init__(self, name: str, ranks: dict[bytes, int]) -> None:
+    def __init__(self, name: str, ranks: dict[bytes, int], *, bundled: bool = False) -> None:
         self.name = name
+        self.ranks = ranks
+        # every install has it (assets/ or gpt2), so a checkpoint need not carry a copy
+        self.bundled = bundled
         self.eot = len(ranks)
         self.encoding = tiktoken.Encoding(
             name=name,
@@ -234,25 +237,81 @@ def write_ranks(path: Path, ranks: dict[bytes, int]) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def bundled_tokenizers() -> list[str]:
+    """Vocabularies every install has: those in ``assets/tokenizer/`` and ``gpt2``."""
+    return [*sorted(p.stem for p in paths.tokenizer_assets_dir().glob("*.tiktoken")), "gpt2"]
+
+
+def trained_tokenizers() -> list[str]:
+    """Vocabularies this user trained (``storytui train tokenizer``), by name."""
+    names = {
+        path.stem
+        for folder in (paths.trained_tokenizers_dir(), paths.legacy_tokenizers_dir())
+        for path in folder.glob("*.tiktoken")
+    }
+    return sorted(names - set(bundled_tokenizers()))
+
+
 def available_tokenizers() -> list[str]:
-    bundled = sorted(p.stem for p in paths.tokenizer_assets_dir().glob("*.tiktoken"))
-    return [*bundled, "gpt2"]
+    return [*bundled_tokenizers(), *trained_tokenizers()]
+
+
+def trained_tokenizer_path(name: str) -> Path:
+    return paths.trained_tokenizers_dir() / f"{name}.tiktoken"
+
+
+def load_tokenizer(name: str | None = None) -> Tokenizer:
+    """Load a vocabulary by name: bundled (``assets/tokenizer/<name>.tiktoken``, ``gpt2``)
+    first, then one this user trained. A bundled name always means the bundled vocabulary."""
+    name = name or DEFAULT_TOKENIZER
+    if name == "gpt2":
+        return _gpt2_tokenizer(os.environ.get(GPT2_VOCAB_ENV))
+    bundled = paths.tokenizer_assets_dir() / f"{name}.tiktoken"
+    if bundled.is_file():
+        return read_tokenizer_file(bundled, name, bundled=True)
+    for folder in (paths.trained_tokenizers_dir(), paths.legacy_tokenizers_dir()):
+        path = folder / f"{name}.tiktoken"
+        if path.is_file():
+            return read_tokenizer_file(path, name)
+    raise StoryError(f"unknown tokenizer {name!r}; available: {', '.join(available_tokenizers())}")
+
+
+def choose_tokenizer(choice: str) -> Tokenizer:
+    """What ``--tokenizer`` names: a vocabulary by name, or a ``.tiktoken`` file (named by its
+    stem, which must not be a bundled vocabulary's name: the two would be confused)."""
+    path = Path(choice).expanduser()
+    if choice.endswith(".tiktoken") or os.sep in choice:
+        if not path.is_file():
+            raise StoryError(f"--tokenizer: {path} is not a file")
+        name = path.name.removesuffix(".tiktoken")
+        if name in bundled_tokenizers():
+            raise StoryError(
+                f"--tokenizer: {path} has the name of the bundled vocabulary {name!r}; rename "
+                "the file (a checkpoint names its vocabulary by the file's name)"
+            )
+        paths.check_plain_name(name, "vocabulary")
+        return read_tokenizer_file(path, name)
+    return load_tokenizer(choice)
+
+
+def read_tokenizer_file(path: Path, name: str | None = None, *, bundled: bool = False) -> Tokenizer:
+    """A ranks file as a Tokenizer, parsed once per version of the file (by mtime and size)."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise StoryError(f"cannot read vocabulary file {path}: {exc.strerror}") from exc
+    resolved = str(path.resolve())
+    return _tokenizer_file(name or path.stem, resolved, stat.st_mtime_ns, stat.st_size, bundled)
 
 
 @cache
-def load_tokenizer(name: str | None = None) -> Tokenizer:
-    """Load a vocabulary by name: a bundled ``assets/tokenizer/<name>.tiktoken`` or ``gpt2``."""
-    name = name or DEFAULT_TOKENIZER
-    if name == "gpt2":
-        return Tokenizer("gpt2", _gpt2_ranks())
-    candidates = [
-        paths.tokenizer_assets_dir() / f"{name}.tiktoken",
-        paths.tokenizer_cache_dir() / f"{name}.tiktoken",
-    ]
-    for path in candidates:
-        if path.is_file():
-            return Tokenizer(name, _load_ranks_file(path))
-    raise StoryError(f"unknown tokenizer {name!r}; available: {', '.join(available_tokenizers())}")
+def _tokenizer_file(name: str, path: str, _mtime: int, _size: int, bundled: bool) -> Tokenizer:
+    return Tokenizer(name, _load_ranks_file(Path(path)), bundled=bundled)
+
+
+@cache
+def _gpt2_tokenizer(_local: str | None) -> Tokenizer:
+    return Tokenizer("gpt2", _gpt2_ranks(), bundled=True)
 
 
 def _load_ranks_file(path: Path) -> dict[bytes, int]:

@@ -373,6 +373,7 @@ class _Run:
             stage=self.spec.stage,
             preset=self.spec.preset,
             recipe=self.spec.recipe,
+            vocabulary=self._vocabulary(),
             n_params=sum(p.numel() for p in self.raw.parameters()),
             device=str(self.device),
             world_size=self.context.world_size,
@@ -407,6 +408,10 @@ class _Run:
         if self.device.type == "cuda" and rng.get("cuda") is not None:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.data_rng.set_state(rng["data"])
+
+    def _vocabulary(self) -> str:
+        tokenizer = self.spec.tokenizer
+        return f"{tokenizer.name} ({tokenizer.n_vocab:,} tokens)"
 
     # -- saving
 
@@ -461,7 +466,8 @@ class _Run:
             else None,
             "rng": all_rng,
         }
-        run_state.save_latest(self.spec.name, self.raw, self._meta(self.last_eval), state)
+        meta, tokenizer = self._meta(self.last_eval), self.spec.tokenizer
+        run_state.save_latest(self.spec.name, self.raw, meta, tokenizer, state)
         if not self.latest_saved:
             self.latest_saved = True
             run_state.clear_no_latest(self.spec.name)
@@ -470,7 +476,7 @@ class _Run:
         if self.main:
             if not self.latest_saved:  # until latest exists, this run cannot be resumed
                 run_state.mark_no_latest(self.spec.name)
-            run_state.save_model(self.spec.name, self.raw, self._meta(val))
+            run_state.save_model(self.spec.name, self.raw, self._meta(val), self.spec.tokenizer)
             self.model_saved = True
 
     def _failed_save_hint(self, error: run_state.SaveError) -> str:
@@ -572,6 +578,7 @@ class _Run:
                 name=spec.name,
                 preset=spec.preset,
                 recipe=spec.recipe,
+                vocabulary=self._vocabulary(),
                 n_params=sum(p.numel() for p in self.raw.parameters()),
                 tokens_per_step=self.tokens_per_step,
                 batch_size=hp.batch_size,

@@ -28,6 +28,7 @@ class Plan:
     stage: str
     preset: str
     recipe: str
+    vocabulary: str  # "NAME (N tokens)"
     n_params: int
     device: str
     world_size: int
@@ -74,6 +75,7 @@ def _head_lines(
     name: str,
     preset: str,
     recipe: str,
+    vocabulary: str,
     n_params: int,
     tokens_per_step: int,
     batch_size: int,
@@ -83,7 +85,8 @@ def _head_lines(
 ) -> list[str]:
     processes = f" × {world_size} processes" if world_size > 1 else ""
     return [
-        f"[bold]{stage} {name}[/]: preset {preset}, recipe {recipe}, {n_params:,} parameters",
+        f"[bold]{stage} {name}[/]: preset {preset}, recipe {recipe}, {n_params:,} parameters, "
+        f"vocabulary {vocabulary}",
         f"  per step    {tokens_per_step:,} tokens = {batch_size} sequences × "
         f"{block_size} tokens × {grad_accum} micro-batches{processes}",
     ]
@@ -103,6 +106,7 @@ def print_plan(console: Console, plan: Plan, head: bool = True) -> None:
         name=plan.name,
         preset=plan.preset,
         recipe=plan.recipe,
+        vocabulary=plan.vocabulary,
         n_params=plan.n_params,
         tokens_per_step=plan.tokens_per_step,
         batch_size=plan.batch_size,

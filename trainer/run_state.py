@@ -31,6 +31,7 @@ from storytui import paths
 from storytui.atomic import atomic_directory, atomic_write_text, restore_replaced
 from storytui.checkpoint import CheckpointMeta, load_weights, save_checkpoint
 from storytui.errors import StoryError
+from storytui.tokenizer import Tokenizer
 
 LATEST = "latest"
 STATE_FILE = "state.pt"
@@ -56,18 +57,20 @@ def metrics_path(name: str) -> Path:
     return paths.run_dir(name) / METRICS_FILE
 
 
-def save_model(name: str, model: nn.Module, meta: CheckpointMeta) -> Path:
+def save_model(name: str, model: nn.Module, meta: CheckpointMeta, tokenizer: Tokenizer) -> Path:
     """The model users load: ``models/NAME``."""
     final = paths.model_dir(name)
     with _saving(final):
-        return save_checkpoint(final, model, meta)
+        return save_checkpoint(final, model, meta, tokenizer=tokenizer)
 
 
-def save_latest(name: str, model: nn.Module, meta: CheckpointMeta, state: dict[str, Any]) -> Path:
+def save_latest(
+    name: str, model: nn.Module, meta: CheckpointMeta, tokenizer: Tokenizer, state: dict[str, Any]
+) -> Path:
     """Weights + training state in one atomic directory (a loadable checkpoint besides)."""
     final = latest_dir(name)
     with _saving(final), atomic_directory(final) as tmp:
-        staged = save_checkpoint(tmp / ".weights", model, meta)
+        staged = save_checkpoint(tmp / ".weights", model, meta, tokenizer=tokenizer)
         for item in staged.iterdir():
             os.replace(item, tmp / item.name)
         staged.rmdir()

@@ -224,27 +224,32 @@ def pretrain_spec(
     recipe: str | None,
     overrides: dict[str, Any],
     *,
+    tokenizer: str | None = None,
     seed: int = DEFAULT_SEED,
     device: str = "auto",
     compile: bool = False,
     time_budget_s: float | None = None,
     force_shards: bool = False,
 ) -> RunSpec:
-    """A fresh pretraining run of ``preset`` on the cleaned Gutenberg books."""
+    """A fresh pretraining run of ``preset`` on the cleaned Gutenberg books, with the preset's
+    vocabulary or the one ``tokenizer`` names (see ``storytui.tokenizer.choose_tokenizer``)."""
     from storytui.model import PRESETS
-    from storytui.tokenizer import load_tokenizer
+    from storytui.tokenizer import choose_tokenizer, load_tokenizer
 
     recipe = recipe or default_recipe(preset)
     hp = with_overrides(default_hyperparameters("pretrain", preset, recipe), **overrides)
-    tokenizer = load_tokenizer(PRESETS[preset].tokenizer)
-    data = pretrain_shards(tokenizer, force=force_shards)
+    if tokenizer:
+        vocabulary = choose_tokenizer(tokenizer)
+    else:
+        vocabulary = load_tokenizer(PRESETS[preset].tokenizer)
+    data = pretrain_shards(vocabulary, force=force_shards)
     return RunSpec(
         name=name,
         stage="pretrain",
         preset=preset,
         recipe=recipe,
-        model_config=PRESETS[preset].config(tokenizer.n_vocab),
-        tokenizer=tokenizer,
+        model_config=PRESETS[preset].config(vocabulary.n_vocab),
+        tokenizer=vocabulary,
         data=data,
         hp=hp,
         template=template_for(preset),
@@ -307,8 +312,7 @@ def finetune_spec(
 def resume_spec(name: str, stage: str, *, device: str = "auto", compile: bool = False) -> RunSpec:
     """The run saved in ``runs/NAME/latest``, rebuilt exactly as it started (same data, same hp)."""
     from storytui import paths
-    from storytui.checkpoint import read_meta
-    from storytui.tokenizer import load_tokenizer
+    from storytui.checkpoint import checkpoint_tokenizer, read_meta
     from trainer.run_state import LATEST
 
     latest = paths.run_dir(name) / LATEST
@@ -327,7 +331,7 @@ def resume_spec(name: str, stage: str, *, device: str = "auto", compile: bool = 
             f"run {name!r} is a {meta.stage} run; resume it with `storytui train {meta.stage} "
             f"--out {name} --resume`"
         )
-    tokenizer = load_tokenizer(meta.tokenizer)
+    tokenizer = checkpoint_tokenizer(latest, meta)
     options = run.get("options", {})
     if stage == "pretrain":
         data = pretrain_shards(tokenizer, reuse=True)

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from storytui import paths
 from storytui.errors import StoryError
+from storytui.tokenizer import bundled_tokenizers, trained_tokenizer_path
 from trainer.bpe import train_tokenizer_file
 
 
@@ -36,17 +37,45 @@ MIN_SIZE = 258  # the 256 single bytes, one merge and <|endoftext|>
 MAX_SIZE = 1 << 16  # token shards keep ids in 16 bits for vocabularies up to this size
 
 
-def run_train_tokenizer(name: str, size: int, out: Path | None) -> Path:
+def default_name(size: int) -> str:
+    """``custom-16k`` for 16,384 tokens: a name that says what it is and hides no bundled one."""
+    return f"custom-{size // 1024}k" if size % 1024 == 0 else f"custom-{size}"
+
+
+def output_path(name: str | None, size: int, out: Path | None, force: bool) -> Path:
+    """Where the vocabulary goes: ``--out``, else the data dir's ``tokenizers/NAME.tiktoken``
+    under a name that is not a bundled vocabulary's and that ``--force`` may replace."""
+    if out is not None:
+        return out
+    name = paths.check_plain_name(default_name(size) if name is None else name, "vocabulary")
+    if name in bundled_tokenizers():
+        raise StoryError(
+            f"{name!r} is a bundled vocabulary's name, which would hide the one you train; "
+            "choose another --name"
+        )
+    path = trained_tokenizer_path(name)
+    if path.exists() and not force:
+        raise StoryError(
+            f"vocabulary {name!r} exists ({path}); --force replaces it (checkpoints trained "
+            "with it keep their own copy), or choose another --name"
+        )
+    return path
+
+
+def run_train_tokenizer(name: str | None, size: int, out: Path | None, force: bool = False) -> Path:
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise StoryError(
             f"invalid --size: {size} (must be between {MIN_SIZE} and {MAX_SIZE:,}: the 256 "
             "byte tokens, at least one merge and <|endoftext|>)"
         )
+    path = output_path(name, size, out, force)
     console = Console()
-    out = out or paths.tokenizer_cache_dir() / f"{name}.tiktoken"
     started = time.perf_counter()
-    ranks = train_tokenizer_file(corpus_texts(), out, size - 1)
+    ranks = train_tokenizer_file(corpus_texts(), path, size - 1)
     console.print(
-        f"Trained {len(ranks):,} ranks (+ <|endoftext|>) in {time.perf_counter() - started:.0f}s -> {out}"
+        f"Trained {len(ranks):,} ranks (+ <|endoftext|>) in "
+        f"{time.perf_counter() - started:.0f}s -> {path}"
     )
-    return out
+    choice = str(path) if out is not None else path.stem
+    console.print(f"Pretrain with it: storytui train pretrain --tokenizer {choice} --out NAME")
+    return path

@@ -13,17 +13,24 @@ train_app = typer.Typer(no_args_is_help=True)
 @train_app.command("tokenizer")
 def train_tokenizer(
     name: Annotated[
-        str, typer.Option(help="Vocabulary name (file <name>.tiktoken).")
-    ] = "storytui-16k",
+        str | None,
+        typer.Option(
+            help="Vocabulary name, as --tokenizer takes it (default: custom-16k for 16,384)."
+        ),
+    ] = None,
     size: Annotated[int, typer.Option(help="Vocabulary size including <|endoftext|>.")] = 16384,
     out: Annotated[
-        Path | None, typer.Option(help="Output file (default: the data dir's cache).")
+        Path | None,
+        typer.Option(help="Output file (default: the data dir's tokenizers/NAME.tiktoken)."),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a vocabulary of the same name.")
+    ] = False,
 ) -> None:
     """Train a byte-level BPE vocabulary on the cleaned Gutenberg + WritingPrompts text."""
     from trainer.tokenizer_cli import run_train_tokenizer
 
-    run_train_tokenizer(name=name, size=size, out=out)
+    run_train_tokenizer(name=name, size=size, out=out, force=force)
 
 
 def _given(ctx: typer.Context, **values) -> dict[str, object]:
@@ -81,6 +88,14 @@ def pretrain(
     ctx: typer.Context,
     out: Annotated[str, typer.Option("--out", help="Name of the new model.")],
     preset: Annotated[str, typer.Option(help="tiny, small, colab or seed.")] = "small",
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            "--tokenizer",
+            help="Vocabulary: a name (bundled, gpt2, or trained with `train tokenizer`) or a "
+            ".tiktoken file; default: the preset's.",
+        ),
+    ] = None,
     recipe: Recipe = None,
     max_steps: MaxSteps = None,
     max_tokens: MaxTokens = None,
@@ -111,7 +126,7 @@ def pretrain(
     _check_name(out)
     if resume:
         given = _given(ctx, preset=preset, recipe=recipe, time_budget=time_budget, seed=seed)
-        given |= _given(ctx, rebuild_data=rebuild_data, **overrides)
+        given |= _given(ctx, tokenizer=tokenizer, rebuild_data=rebuild_data, **overrides)
         _warn_ignored(out, given)
         spec = stages.resume_spec(out, "pretrain", device=device, compile=compile)
     else:
@@ -120,6 +135,7 @@ def pretrain(
             preset,
             recipe,
             overrides,
+            tokenizer=tokenizer,
             seed=seed,
             device=device,
             compile=compile,
