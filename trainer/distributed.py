@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from storytui.errors import StoryError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,30 @@ def gather(obj: object, context: DistContext) -> list[object]:
     objects: list[object] = [None] * context.world_size
     dist.all_gather_object(objects, obj)
     return objects
+
+
+def on_main(work: Callable[[], T], context: DistContext) -> T | None:
+    """Run ``work`` on rank 0 alone (it writes the checkpoints); if it fails there, every rank
+    stops with it, rather than waiting in the next collective for a rank that has left.
+
+    Rank 0 raises its own error (the message the writer reads); the others raise one line that
+    points to it. Costs one small gather per call.
+    """
+    failure: BaseException | None = None
+    result: T | None = None
+    if context.is_main:
+        try:
+            result = work()
+        except BaseException as exc:
+            failure = exc
+    reason = str(failure) or type(failure).__name__ if failure is not None else None
+    if context.enabled:
+        reason = from_main(reason, context)
+    if failure is not None:
+        raise failure
+    if reason is not None:
+        raise StoryError(f"rank {context.rank}: stopped because rank 0 failed (see its message)")
+    return result
 
 
 def barrier(context: DistContext) -> None:

@@ -450,8 +450,9 @@ class _Run:
             "data": self.data_rng.get_state(),
         }
         all_rng = distributed.gather(rng, self.context)
-        if not self.main:
-            return
+        distributed.on_main(lambda: self._write_latest(all_rng), self.context)
+
+    def _write_latest(self, all_rng: list[object]) -> None:
         state = {
             "step": self.step,
             "total_steps": self.total,
@@ -479,6 +480,12 @@ class _Run:
             run_state.save_model(self.spec.name, self.raw, self._meta(val), self.spec.tokenizer)
             self.model_saved = True
 
+    def _save_model_if_missing(self, stopped_by: str) -> None:
+        """A run stopped early still leaves a model to load (its latest weights)."""
+        model_missing = self.replaces_leftover or not paths.model_dir(self.spec.name).exists()
+        if stopped_by != "done" and not self.model_saved and model_missing:
+            self._save_model(self.last_eval)
+
     def _failed_save_hint(self, error: run_state.SaveError) -> str:
         """What is left after a failed save, and the command that carries on from there."""
         stage, name = self.spec.stage, self.spec.name
@@ -497,39 +504,41 @@ class _Run:
 
     def _evaluate(self) -> None:
         """Rank 0 evaluates, samples and keeps the best model; then every rank saves latest."""
-        if self.main:
-            started = time.perf_counter()
-            result = evaluate(
-                self.model,
-                self.spec.data,
-                "val",
-                self.hp.batch_size,
-                self.block_size,
-                self.hp.eval_batches,
-                self.precision,
-                self.device,
-                self.byte_lengths,
-            )
-            sample = generate_sample(self.raw, self.spec) if self.spec.sample_tokens else ""
-            self.last_eval = result
-            improved = result is None or self.best_val is None or result.loss < self.best_val
-            if improved:
-                self.best_val = result.loss if result else None
-                self._save_model(result)
-            row = {"step": self.step, "tokens": self.tokens_seen, "elapsed": self._elapsed()}
-            if result:
-                row |= {"val_loss": result.loss, "val_bpb": result.bpb}
-            self.metrics.write(row | {"sample": sample})
-            seconds = time.perf_counter() - started
-            if result:
-                bpb = f"{result.bpb:.4f}" if result.bpb is not None else "-"
-                summary = f"val loss {result.loss:.4f}  bpb {bpb}" + (" (best)" if improved else "")
-            else:
-                summary = "no validation data"
-            self.progress.note(f"eval @ step {self.step:,}: {summary}  [{seconds:.1f}s]")
-            if sample:
-                self.progress.note(f"  sample: {sample!r}")
+        distributed.on_main(self._evaluate_on_main, self.context)
         self._save_latest()
+
+    def _evaluate_on_main(self) -> None:
+        started = time.perf_counter()
+        result = evaluate(
+            self.model,
+            self.spec.data,
+            "val",
+            self.hp.batch_size,
+            self.block_size,
+            self.hp.eval_batches,
+            self.precision,
+            self.device,
+            self.byte_lengths,
+        )
+        sample = generate_sample(self.raw, self.spec) if self.spec.sample_tokens else ""
+        self.last_eval = result
+        improved = result is None or self.best_val is None or result.loss < self.best_val
+        if improved:
+            self.best_val = result.loss if result else None
+            self._save_model(result)
+        row = {"step": self.step, "tokens": self.tokens_seen, "elapsed": self._elapsed()}
+        if result:
+            row |= {"val_loss": result.loss, "val_bpb": result.bpb}
+        self.metrics.write(row | {"sample": sample})
+        seconds = time.perf_counter() - started
+        if result:
+            bpb = f"{result.bpb:.4f}" if result.bpb is not None else "-"
+            summary = f"val loss {result.loss:.4f}  bpb {bpb}" + (" (best)" if improved else "")
+        else:
+            summary = "no validation data"
+        self.progress.note(f"eval @ step {self.step:,}: {summary}  [{seconds:.1f}s]")
+        if sample:
+            self.progress.note(f"  sample: {sample!r}")
 
     def _elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self.started)
@@ -674,9 +683,7 @@ class _Run:
                     self._evaluate()  # a budgeted run ends like a finished one
                 else:
                     self._save_latest()
-            model_missing = self.replaces_leftover or not paths.model_dir(spec.name).exists()
-            if stopped_by != "done" and self.main and not self.model_saved and model_missing:
-                self._save_model(self.last_eval)
+            distributed.on_main(lambda: self._save_model_if_missing(stopped_by), context)
         if context.enabled:
             if not distributed.ranks_agree(self.raw, context):
                 raise StoryError("the processes ended with different weights; do not use this run")
