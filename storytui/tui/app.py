@@ -79,6 +79,7 @@ class StoryApp(FileActions, App[None]):
         file: Path | None = None,
         *,
         autosave_seconds: float = 3.0,
+        watch_seconds: float = 1.0,
         cursor_blink: bool = True,
     ) -> None:
         super().__init__()
@@ -93,6 +94,7 @@ class StoryApp(FileActions, App[None]):
         self.prompt = opened.story.prompt
         self.memory = opened.story.memory
         self.autosave_seconds = autosave_seconds
+        self.watch_seconds = watch_seconds  # how often the open file is checked for changes
         self.cursor_blink = cursor_blink
         self.generator = None  # storytui.generation.Generator once loaded
         self.model_path: Path | None = None
@@ -154,6 +156,7 @@ class StoryApp(FileActions, App[None]):
         self._remember_file()
         self._load_model(None, first=True)
         self.set_interval(self.autosave_seconds, self._autosave_tick)
+        self.set_interval(self.watch_seconds, self._watch_tick)
         self.set_interval(0.5, self._refresh_status_if_dirty)
         self._refresh_status()
 
@@ -458,13 +461,14 @@ class StoryApp(FileActions, App[None]):
         except StoryError as exc:
             self._notice(f"settings not saved: {exc}", severity="error")
 
-    def _show_story(self, opened: OpenedStory) -> None:
-        """Put a freshly opened story on screen (the files are already settled)."""
+    def _show_story(self, opened: OpenedStory, cursor: int | None = None) -> None:
+        """Put a freshly opened (or reloaded) story on screen, the files already settled;
+        ``cursor`` is where the cursor goes (None: the end)."""
         self.prompt, self.memory = opened.story.prompt, opened.story.memory
         self.continuations.clear()
         editor = self.editor
         editor.load_text(opened.story.text)
-        editor.move_cursor(editor.document.end)
+        editor.move_cursor(editor.document.end if cursor is None else editor.location_of(cursor))
         self.panel.set_story_fields(self.prompt, self.memory)
         self._clear_notice()
         for notice in opened.notices:
@@ -616,9 +620,10 @@ class StoryApp(FileActions, App[None]):
         if self.path is None:
             state = "autosaved" if self.current_story() == self.autosaved else "autosaving…"
             return f"draft · {state}"
-        if not self.path.exists():
+        if self.saved is None and not self._disk_state:
             return f"{self.path.name} · new, not saved yet"
-        return f"{self.path.name} · {'modified' if self.modified else 'saved'}"
+        state = "modified" if self.modified else "saved"
+        return " · ".join(filter(None, (self.path.name, state, self._disk_state)))
 
     def _count_tokens(
         self, text: str, cursor: int, prompt: str, memory: str, room: int | None

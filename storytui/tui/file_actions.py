@@ -4,8 +4,10 @@ A mixin for ``StoryApp`` that keeps the rules about the writer's text in one pla
 stories are written on save only (their unsaved edits go to a recovery copy every few
 seconds), the untitled draft is always autosaved, and nothing unsaved is dropped without
 asking. Saving over a file that changed on disk since this app read or wrote it asks first,
-and so does saving over another file. SIGTERM and SIGHUP (the terminal closed) write the
-last autosave at once and end the app cleanly. It uses the app's ``editor``, ``prompt``,
+and so does saving over another file. The open file is watched: a change made by another
+program reloads it when nothing of the writer's would be lost, and is otherwise shown in the
+status bar (see ``_watch_tick``). SIGTERM and SIGHUP (the terminal closed) write the last
+autosave at once and end the app cleanly. It uses the app's ``editor``, ``prompt``,
 ``memory``, ``settings``, ``cowriter``, ``_notice``, ``_save_settings``, ``_show_story`` and
 status refresh.
 """
@@ -21,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from textual import work
+from textual.message import Message
 
 from storytui.errors import StoryError
 from storytui.tui.dialogs import (
@@ -33,21 +36,46 @@ from storytui.tui.dialogs import (
 )
 from storytui.tui.story_files import (
     ABSENT,
+    DiskVersion,
     OpenedStory,
+    Stamp,
     Story,
     autosave,
     discard_copies,
     disk_fingerprint,
+    disk_stamp,
     draft_in_use_elsewhere,
     folder_problem,
     load_draft,
     open_named,
+    read_version,
     write_story,
 )
 
 EXIT_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
+# How the open file stands against the text, when not simply holding ``saved``.
+CHANGED, DELETED, UNREADABLE = "changed on disk", "deleted on disk", "unreadable on disk"
+UNKNOWN: Stamp = ("unknown",)  # no stamp yet: the next check reads the file
+
+
+class DiskChecked(Message):
+    """The open file was read again because its stamp changed (posted by a thread)."""
+
+    def __init__(self, path: Path, saved: Story | None, version: DiskVersion) -> None:
+        super().__init__()
+        self.path, self.saved, self.version = path, saved, version
+
+
+def cursor_after_reload(old: str, new: str, cursor: int) -> int:
+    """Where the cursor goes when ``old`` is replaced by ``new``: it keeps its place in the text
+    before it if that is unchanged, else in the text after it, else its offset (clamped)."""
+    if new.startswith(old[:cursor]):
+        return cursor
+    if new.endswith(old[cursor:]):
+        return len(new) - (len(old) - cursor)
+    return min(cursor, len(new))
 
 
 class FileActions:
@@ -62,6 +90,10 @@ class FileActions:
     _saved_here: Path | None = None  # the file this app last saved, while it is open
     _exit_signal: int | None = None  # the signal that is ending the app
     _signals_installed: tuple[int, ...] = ()
+    _disk_stamp: Stamp = UNKNOWN  # the open file's stamp when last read or written
+    _disk_state: str = ""  # "" (the file holds ``saved``), CHANGED, DELETED or UNREADABLE
+    _newer: Story | None = None  # what the file holds now, waiting for the text to be clean
+    _disk_reading: bool = False
 
     def current_story(self) -> Story:
         return Story(self.editor.text, self.prompt, self.memory)
@@ -109,6 +141,7 @@ class FileActions:
         discard_copies(path)
         self.path, self.saved, self.autosaved = path, replace(story, base=base), story
         self._saved_here = path
+        self._in_step(disk_stamp(path))  # this app's own write is no change on disk
         self._clear_notice("file")  # an earlier failed save no longer applies
         self._remember_file()
         self.notify(f"saved {path.name}", markup=False)
@@ -250,6 +283,7 @@ class FileActions:
     def _switch_to(self, opened: OpenedStory) -> None:
         self.path, self.saved, self.autosaved = opened.path, opened.saved, opened.story
         self._saved_here = None
+        self._in_step(UNKNOWN)  # the first check reads it: a change during opening is seen
         self.last_stats = None  # the last continuation's speed belongs to the story it was in
         self._remember_file()
         self._show_story(opened)
@@ -262,6 +296,95 @@ class FileActions:
         self._autosave()  # the draft, or a stale recovery copy removed
         self._final_autosave = False
         self.exit()
+
+    # ------------------------------------------------------------------ changes on disk
+
+    def _watch_tick(self) -> None:
+        """Every second: has the open file changed? A stat tells; the file is read (in a
+        thread) only when its stamp moved. A newer version that waits for the writer's unsaved
+        edits to go is taken once they have (saved elsewhere, or undone)."""
+        if self.path is None or self._disk_reading:
+            return
+        if disk_stamp(self.path) != self._disk_stamp:
+            self._disk_reading = True
+            self._read_disk(self.path, self.saved)
+        elif self._newer is not None:
+            self._take_newer()
+
+    @work(thread=True, group="disk-watch", exit_on_error=False)
+    def _read_disk(self, path: Path, saved: Story | None) -> None:
+        self.post_message(DiskChecked(path, saved, read_version(path)))
+
+    def on_disk_checked(self, message: DiskChecked) -> None:
+        """Compare what the file holds with what the app last read or wrote, and act on it."""
+        self._disk_reading = False
+        if self._closing_down or message.path != self.path or message.saved is not self.saved:
+            return  # saved or switched meanwhile: what was read is out of date
+        version, name = message.version, self.path.name
+        self._disk_stamp, self._newer = version.stamp, None
+        if version.problem:
+            # the text is now only here: unsaved (so autosaved, and quitting asks) until saved
+            self.saved = self.autosaved = None
+            self._disk_is(
+                UNREADABLE,
+                f"{name} changed on disk and cannot be read ({version.problem}); "
+                "your text stays as it is, autosaved",
+            )
+        elif version.absent:
+            if self.saved is not None:  # else a new story that was never written
+                # nothing on disk holds the text now: it is unsaved, and autosaved as such
+                self.saved = self.autosaved = None
+                self._disk_is(
+                    DELETED, f"{name} was deleted or renamed on disk; ctrl+s writes it again"
+                )
+        elif version.story in (self.saved, self.current_story()):
+            # the same story (in other bytes, maybe): in step; the recovery copy follows
+            self.saved, self.autosaved = version.story, None
+            self._disk_is("")
+        else:
+            self._newer = version.story
+            self._take_newer()
+        for notice in version.notices:  # a broken sidecar, set aside
+            self._notice(notice)
+
+    def _take_newer(self) -> None:
+        """Reload the file's newer version, unless that would drop text the writer has not
+        saved (or the model is writing): then say once that saving asks first."""
+        if self.modified or self.job is not None:
+            self._disk_is(
+                CHANGED,
+                f"{self.path.name} changed on disk: your text stays as it is, "
+                "and saving asks before overwriting the file",
+            )
+        elif len(self.screen_stack) == 1:  # a dialog open: reloaded once it closes
+            self._reload(self._newer)
+
+    def _reload(self, story: Story) -> None:
+        """Put the file's newer version on screen, the cursor near where it was. As on opening,
+        the continuation record and the undo history start afresh: they describe the old text."""
+        editor = self.editor
+        cursor = cursor_after_reload(editor.text, story.text, editor.cursor_index)
+        self.saved = self.autosaved = story
+        self._saved_here = None
+        self._in_step(self._disk_stamp)
+        notice = f"reloaded {self.path.name}: it changed on disk"
+        self._show_story(OpenedStory(story, self.path, story, [notice]), cursor=cursor)
+
+    def _in_step(self, stamp: Stamp) -> None:
+        """The file holds ``saved`` (just read or written): no newer version waits."""
+        self._disk_stamp, self._newer = stamp, None
+        self._disk_is("")
+
+    def _disk_is(self, state: str, notice: str = "") -> None:
+        """Record how the file stands against the text; a new state is said once."""
+        if state == self._disk_state:
+            return
+        self._disk_state = state
+        self._status_dirty = True
+        if notice:
+            self._notice(notice, topic="disk")
+        else:
+            self._clear_notice("disk")
 
     # ------------------------------------------------------------------ signals
 

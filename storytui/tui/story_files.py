@@ -15,6 +15,9 @@
 * Every draft and recovery copy records the process that wrote it. A storytui never overwrites
   or deletes another one's copy (a running one's live work, or what a killed one left): it
   autosaves to ``NAME.pid-<pid>.txt`` beside it instead, and says so once.
+* The open file is watched for changes made by other programs: ``disk_stamp`` (``os.stat`` of
+  the file and its sidecar) is cheap enough to take every second, and only when it changes
+  does ``read_version`` read what the file holds now.
 
 Every write is atomic. A draft, recovery copy or sidecar that cannot be read is renamed aside
 (``NAME.corrupt-<timestamp>``) and never overwritten; a story file that cannot be read is an
@@ -203,6 +206,59 @@ def remove_story_copy(story_path: Path) -> None:
     for path in (story_path, sidecar_path(story_path)):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+# ---------------------------------------------------------------------------- changes on disk
+
+Stamp = tuple[object, ...]  # what os.stat says about a story and its sidecar
+
+
+def _stat_of(path: Path) -> tuple[int, ...] | str | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"error {exc.errno}"  # a change all the same: reading it says what is wrong
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def disk_stamp(story_path: Path) -> Stamp:
+    """A cheap sign that a story or its sidecar may have changed: inode, size and times.
+
+    Watching takes one of these every second; only when it differs are the bytes read."""
+    return (_stat_of(story_path), _stat_of(sidecar_path(story_path)))
+
+
+@dataclass(frozen=True)
+class DiskVersion:
+    """What a story file holds now: its ``story`` (None: absent, or ``problem`` says why it
+    cannot be read), read after the ``stamp`` was taken."""
+
+    stamp: Stamp
+    story: Story | None
+    problem: str | None = None
+    notices: tuple[str, ...] = ()
+
+    @property
+    def absent(self) -> bool:
+        return self.story is None and self.problem is None
+
+
+def read_version(story_path: Path) -> DiskVersion:
+    """Read what a story file holds now (in a thread: a big file takes a while).
+
+    The stamp is taken first, so a change made during the read shows at the next check."""
+    stamp = disk_stamp(story_path)
+    if stamp[0] is None:
+        return DiskVersion(stamp, None)
+    try:
+        story, notices = load_story(story_path)
+    except (StoryError, OSError) as exc:  # OSError: a broken sidecar could not be set aside
+        if not story_path.exists():
+            return DiskVersion(disk_stamp(story_path), None)  # removed while being read
+        return DiskVersion(stamp, None, str(exc))
+    return DiskVersion(stamp, story, notices=tuple(notices))
 
 
 # ---------------------------------------------------------------------------- whose copy
