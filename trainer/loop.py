@@ -30,7 +30,7 @@ from storytui.errors import StoryError
 from storytui.model import build_model
 from trainer import distributed, run_state
 from trainer.distributed import DistContext
-from trainer.progress import Plan, TrainProgress, print_plan, print_plan_head
+from trainer.progress import Plan, TimeLeft, TrainProgress, print_plan, print_plan_head
 from trainer.stages import Hyperparameters, RunSpec, lr_at, total_steps
 from trainer.throughput import (
     Precision,
@@ -391,6 +391,7 @@ class _Run:
             min_lr=hp.lr * hp.min_lr_ratio,
             step_seconds=step_seconds,
             eval_seconds=evals * per_eval,
+            seconds_per_eval=per_eval,
             time_budget_s=self.spec.time_budget_s,
             train_tokens=train_tokens,
         )
@@ -628,6 +629,7 @@ class _Run:
         flops = flops_per_token(config, plan.n_params, self.block_size)
         peak = peak_flops(self.device)
         stopped_by = "done"
+        time_left = TimeLeft(plan.step_seconds, plan.seconds_per_eval, hp.eval_every)
         window_loss, window_steps = None, 0
         window_started, window_tokens = time.perf_counter(), 0
         with (
@@ -667,12 +669,15 @@ class _Run:
                             "elapsed": self._elapsed(),
                         }
                     )
-                    eta = (self.total - self.step) * self.tokens_per_step / rate if rate else 0.0
+                    time_left.add_window(window_tokens // self.tokens_per_step, seconds)
+                    eta = time_left.seconds(self.step, self.total)
                     progress.update(self.step, mean_loss, lr, rate, mfu, eta)
                     window_loss, window_steps = None, 0
                     window_started, window_tokens = time.perf_counter(), 0
                 if self.step % hp.eval_every == 0 or self.step == self.total:
+                    eval_started = time.perf_counter()
                     self._evaluate()
+                    time_left.add_eval(time.perf_counter() - eval_started)
                     window_started, window_tokens = time.perf_counter(), 0
                 code = distributed.max_over_ranks(self._stop_code(signals), context)
                 if code:

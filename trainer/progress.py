@@ -7,6 +7,7 @@ when the output is a file or a pipe, the same figures go out as one plain line p
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -14,10 +15,12 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.text import Text
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Plan:
     min_lr: float
     step_seconds: float  # measured
     eval_seconds: float  # estimated, all evaluations of the remaining steps together
+    seconds_per_eval: float  # estimated, one evaluation
     time_budget_s: float | None
     train_tokens: int | None  # size of the training split, when the data says
 
@@ -138,6 +142,53 @@ def print_plan(console: Console, plan: Plan, head: bool = True) -> None:
         console.print(line, highlight=False)
 
 
+class TimeLeft:
+    """How long a run has left: the remaining steps at a smoothed pace, plus the evaluations
+    still to come at the time they take. Each log window moves the pace a fifth of the way to
+    what it measured, so one slow window (another job, a page-fault storm) nudges the ETA
+    instead of making it jump, and evaluation pauses are in it instead of surprising it."""
+
+    SMOOTHING = 0.2
+
+    def __init__(self, seconds_per_step: float, seconds_per_eval: float, eval_every: int) -> None:
+        self.seconds_per_step = seconds_per_step  # first the plan's measurement
+        self.seconds_per_eval = seconds_per_eval
+        self.eval_every = max(1, eval_every)
+        self._evals_timed = 0
+
+    def add_window(self, steps: int, seconds: float) -> None:
+        if steps > 0 and seconds > 0:
+            self.seconds_per_step += self.SMOOTHING * (seconds / steps - self.seconds_per_step)
+
+    def add_eval(self, seconds: float) -> None:
+        """The first measured evaluation replaces the estimate; later ones are smoothed."""
+        weight = 1.0 if self._evals_timed == 0 else self.SMOOTHING
+        self.seconds_per_eval += weight * (seconds - self.seconds_per_eval)
+        self._evals_timed += 1
+
+    def evals_left(self, step: int, total: int) -> int:
+        """Evaluations after ``step``: every ``eval_every`` steps, and at the last one."""
+        every = self.eval_every
+        return total // every - step // every + (1 if total % every and step < total else 0)
+
+    def seconds(self, step: int, total: int) -> float:
+        steps_left = max(0, total - step)
+        return steps_left * self.seconds_per_step + self.evals_left(step, total) * (
+            self.seconds_per_eval
+        )
+
+
+class CountdownColumn(ProgressColumn):
+    """The ETA given at the last log step, counted down between log steps."""
+
+    def render(self, task: Task) -> Text:
+        eta, given_at = task.fields.get("eta"), task.fields.get("eta_at")
+        if eta is None or given_at is None:
+            return Text("ETA -:--:--", style="progress.remaining")
+        left = max(0.0, eta - (time.monotonic() - given_at))
+        return Text(f"ETA {hms(left)}", style="progress.remaining")
+
+
 class TrainProgress:
     """A live bar in a terminal, plain log lines elsewhere; silent on ranks other than 0."""
 
@@ -158,14 +209,13 @@ class TrainProgress:
                 BarColumn(),
                 TextColumn("{task.fields[stats]}"),
                 TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
+                CountdownColumn(),
                 console=self.console,
                 transient=False,
             )
             self._progress.start()
             self._task = self._progress.add_task(
-                "train", total=self.total, completed=self._start, stats=""
+                "train", total=self.total, completed=self._start, stats="", eta=None, eta_at=None
             )
         return self
 
@@ -188,7 +238,8 @@ class TrainProgress:
         if mfu is not None:
             stats += f"  MFU {mfu * 100:.1f}%"
         if self._progress is not None:
-            self._progress.update(self._task, completed=step, stats=stats)
+            given = {"eta": eta_s, "eta_at": time.monotonic()}
+            self._progress.update(self._task, completed=step, stats=stats, **given)
         else:
             self.console.print(
                 f"step {step:,}/{self.total:,}  {stats}  ETA {hms(eta_s)}", highlight=False
