@@ -8,6 +8,7 @@ from pathlib import Path
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from storytui import paths
 from storytui.checkpoint import (
@@ -28,6 +29,39 @@ def _fmt_count(n: int | None) -> str:
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
+
+
+def print_fitting(console: Console, table: Table) -> None:
+    """A table, or where the terminal is too narrow for its columns (whose numbers and names
+    never wrap) the same rows as blocks: the first cell as a heading, then each other column
+    as ``name value`` lines, which wrap instead of being cut to an ellipsis."""
+    if _least_width(console, table) <= console.width:
+        console.print(table)
+        return
+    if table.title:
+        console.print(Text(str(table.title), style="bold"))
+    headers = [str(column.header) for column in table.columns]
+    cells = [list(column.cells) for column in table.columns]
+    for row in zip(*cells, strict=True):
+        console.print(Text.from_markup(str(row[0]), style="bold"))
+        for header, cell in zip(headers[1:], row[1:], strict=True):
+            if str(cell):
+                line = Text.assemble(f"  {header}: ", Text.from_markup(str(cell)))
+                console.print(line, highlight=False)
+    if table.caption:
+        console.print(Text(str(table.caption), style="dim"))
+
+
+def _least_width(console: Console, table: Table) -> int:
+    """The narrowest a table can be without cutting a cell: no-wrap columns as wide as their
+    longest cell, the others as their longest word, plus two characters between columns and
+    one at each edge (these tables' box and collapsed padding)."""
+    widths = []
+    for column in table.columns:
+        measured = [console.measure(cell) for cell in (column.header, *column.cells)]
+        cells = [m.maximum if column.no_wrap else m.minimum for m in measured]
+        widths.append(max([*cells, column.min_width or 0]))
+    return sum(widths) + 2 * len(widths)
 
 
 def print_presets(console: Console | None = None) -> None:
@@ -68,7 +102,7 @@ def print_presets(console: Console | None = None) -> None:
             preset.description,
         )
     table.caption = "; ".join(f"{name}: {size}" for name, size in vocabularies.items())
-    console.print(table)
+    print_fitting(console, table)
 
 
 def print_model_list(console: Console | None = None) -> None:
@@ -112,7 +146,7 @@ def print_model_list(console: Console | None = None) -> None:
             f"{m.val_bpb:.3f}" if m.val_bpb is not None else "-",
             m.created[:16].replace("T", " "),
         )
-    console.print(table)
+    print_fitting(console, table)
     for error in broken:  # whole, below the table: a cell would cut the reason short
         console.print(f"[red]unreadable:[/] {error}", highlight=False)
 
@@ -151,7 +185,7 @@ def print_model_info(name: str, console: Console | None = None) -> None:
     meta = read_meta(directory)
     table = Table(title=f"{directory.name}  ({directory})", show_header=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # a hash or path folds onto the next line, never cut
     for key, value in describe(meta, directory):
         table.add_row(key, value)
     console.print(table)

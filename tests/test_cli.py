@@ -278,6 +278,34 @@ def test_tables_fit_80_columns(tiny_checkpoint: Path, storytui_home: Path) -> No
             assert "* tiny-test" in text and "2026" in text  # the default choice is marked
 
 
+@pytest.mark.parametrize("width", [40, 60])
+def test_a_narrow_terminal_gets_whole_values_not_ellipses(
+    tiny_checkpoint: Path, storytui_home: Path, width: int
+) -> None:
+    from rich.console import Console
+
+    from storytui.model import PRESETS
+    from storytui.model_views import print_model_info, print_model_list, print_presets
+    from storytui.tokenizer import load_tokenizer
+
+    for show in (print_presets, print_model_list):
+        console = Console(width=width, record=True)
+        show(console)
+        text = console.export_text()
+        assert "…" not in text, text
+        assert max(len(line) for line in text.splitlines()) <= width, text
+        if show is print_presets:
+            assert "parameters: 77,183,232" in text and "context: 1024" in text
+            assert all(f"\n{name}\n" in f"\n{text}" for name in PRESETS)
+        else:
+            assert "* tiny-test\n" in text and "preset: tiny" in text
+            assert "params: 551.07K" in text and "date: 20" in text
+    console = Console(width=width, record=True)
+    print_model_info("tiny-test", console)
+    squeezed = "".join(ch for ch in console.export_text() if ch not in " \n│")
+    assert f"({load_tokenizer().hash})" in squeezed  # folded onto the next line, never cut
+
+
 def test_in_place_writes_through_a_symlink(tiny_checkpoint: Path, story: Path, capsys) -> None:
     link = story.with_name("link.txt")
     link.symlink_to(story.name)
