@@ -291,6 +291,12 @@ def choose_tokenizer(choice: str) -> Tokenizer:
             )
         paths.check_plain_name(name, "vocabulary")
         return read_tokenizer_file(path, name)
+    if choice not in available_tokenizers():
+        raise StoryError(
+            f"--tokenizer: no vocabulary named {choice!r} (available: "
+            f"{', '.join(available_tokenizers())}); train one with "
+            f"`storytui train tokenizer --name {choice}`, or give a .tiktoken file"
+        )
     return load_tokenizer(choice)
 
 

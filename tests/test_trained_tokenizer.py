@@ -125,7 +125,12 @@ def test_a_vocabulary_file_can_be_named_directly(books, capsys, tmp_path):
 @pytest.mark.parametrize(
     ("choice", "message"),
     [
-        ("nothing-here", "unknown tokenizer 'nothing-here'; available: storytui-16k, gpt2"),
+        (
+            "nothing-here",
+            "--tokenizer: no vocabulary named 'nothing-here' (available: storytui-16k, gpt2); "
+            "train one with `storytui train tokenizer --name nothing-here`, or give a "
+            ".tiktoken file",
+        ),
         ("missing/file.tiktoken", "--tokenizer: missing/file.tiktoken is not a file"),
     ],
 )
