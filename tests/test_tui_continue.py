@@ -10,6 +10,7 @@ import threading
 
 from storytui import paths
 from storytui.tui.app import LOADING, READY
+from storytui.tui.continuations import SEPARATOR_TOKEN
 from tests.tui_pilot import (
     OPENING,
     SIZE,
@@ -18,6 +19,7 @@ from tests.tui_pilot import (
     new_app,
     open_and_continue,
     run,
+    script_model,
     use_sampling,
     wait_for,
     wait_ready,
@@ -299,5 +301,215 @@ def test_a_long_story_is_counted_off_the_ui_thread(tiny_checkpoint, tmp_path):
             await pilot.press("X")
             await wait_for(pilot, lambda: f"· {total + 1} tokens" in app.status_text(), what="+1")
             assert counted_in and not any(counted_in)
+
+    run(scenario())
+
+
+MID_STORY = ("She opened the door ", "and stepped out.")  # the cursor goes between the two
+
+
+async def type_around_cursor(pilot, before: str, after: str) -> None:
+    """Type ``before + after`` and put the cursor between them."""
+    await pilot.press(*before, *after, *["left"] * len(after))
+
+
+def test_a_continuation_in_mid_paragraph_ends_with_a_space_before_the_next_word(tiny_checkpoint):
+    """The model's last word must not run into the story's next one: the space between them
+    is the continuation's own, so retry, the alternatives and undo take it along."""
+    before, after = MID_STORY
+    settings = use_sampling(seed=7, max_new_tokens=6)
+    expected = expected_continuation(before, settings)
+    assert not expected[-1].isspace() and not expected.startswith(" ")
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await type_around_cursor(pilot, before, after)
+            await continue_story(app, pilot)
+            continuation = app.continuations.live[-1]
+            first = before + expected + " " + after
+            assert app.editor.text == first
+            assert continuation.text == expected + " "
+            assert app.editor.cursor_index == continuation.end == len(before + expected + " ")
+            assert [(m.start, m.end) for m in app.editor.marks] == [(len(before), continuation.end)]
+            await pilot.press("ctrl+z")  # the space goes with the continuation
+            assert app.editor.text == before + after and not app.continuations.live
+            await pilot.press("ctrl+y")
+            assert app.editor.text == first
+
+            app.sampling = app.sampling.with_changes(seed=8)
+            await continue_story(app, pilot, key="ctrl+r")
+            second = continuation.text
+            assert second != expected + " " and second[-1].isspace()
+            assert app.editor.text == before + second + after
+            await pilot.press("f3")
+            assert app.editor.text == first
+            await pilot.press("f4")
+            assert app.editor.text == before + second + after
+            await pilot.press("ctrl+z")
+            assert app.editor.text == before + after
+
+    run(scenario())
+
+
+def test_stopping_in_mid_paragraph_leaves_a_space_before_the_next_word(tiny_checkpoint):
+    before, after = MID_STORY
+    use_sampling(seed=11, max_new_tokens=5000)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await type_around_cursor(pilot, before, after)
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: len(app.job.variant.tokens) >= 8, what="tokens")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.job is None, what="stop")
+            continuation = app.continuations.live[-1]
+            assert app.editor.text == before + continuation.text + after
+            assert continuation.text[-1].isspace()
+            assert "".join(t.text for t in continuation.variant.tokens) == continuation.text
+
+    run(scenario())
+
+
+def test_typing_ahead_in_mid_paragraph_follows_the_models_last_word(tiny_checkpoint):
+    """What the writer typed while the model wrote continues its words: no space between."""
+    before, after = MID_STORY
+    use_sampling(seed=11, max_new_tokens=5000)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await type_around_cursor(pilot, before, after)
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: len(app.job.variant.tokens) >= 8, what="tokens")
+            await pilot.press(*"ly ")
+            await wait_for(pilot, lambda: app.job is None, what="stop")
+            continuation = app.continuations.live[-1]
+            assert app.editor.text == before + continuation.text + "ly " + after
+            assert continuation.variant.tokens[-1].token != SEPARATOR_TOKEN
+
+    run(scenario())
+
+
+def test_a_continuation_at_a_line_start_neither_indents_nor_runs_into_the_line(tiny_checkpoint):
+    """The tiny model likes to indent after a line break: the spaces it starts with go."""
+    before, after = "The keeper slept.\n", "Morning came."
+    settings = use_sampling(seed=1, max_new_tokens=6)
+    expected = expected_continuation(before, settings)
+    assert expected.startswith("  ") and not expected[-1].isspace()
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*before[:-1], "enter", *after, "home")
+            await continue_story(app, pilot)
+            assert app.editor.text == before + expected.lstrip(" ") + " " + after
+            tokens = app.continuations.live[-1].variant.tokens
+            assert "".join(t.text for t in tokens) == expected.lstrip(" ") + " "
+
+    run(scenario())
+
+
+def test_spaces_are_never_doubled_and_punctuation_stays_on_its_word(tiny_checkpoint, monkeypatch):
+    """A model without token healing starts with the space the story already has; a
+    continuation that ends before punctuation or a space gets no space of its own."""
+    use_sampling(seed=1, max_new_tokens=8)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            contexts = script_model(app, monkeypatch, [" into", " the", " hallway"])
+            await type_around_cursor(pilot, "She opened the door ", "and left.")
+            await continue_story(app, pilot)
+            assert contexts == ["She opened the door "]
+            assert app.editor.text == "She opened the door into the hallway and left."
+            await pilot.press("ctrl+z", "end", "left")  # before the full stop
+            await continue_story(app, pilot)
+            assert app.editor.text == "She opened the door and left into the hallway."
+            await pilot.press("ctrl+z", "ctrl+home")  # the story's start: no leading space
+            await continue_story(app, pilot)
+            assert app.editor.text == "into the hallway She opened the door and left."
+            script_model(app, monkeypatch, [" wide", " open "])
+            await pilot.press("ctrl+z", "ctrl+home", *["right"] * len("She opened the door"))
+            await continue_story(app, pilot)
+            assert app.editor.text == "She opened the door wide open and left."
+
+    run(scenario())
+
+
+MARK_KINDS = ("prob-high", "prob-mid", "prob-low", "prob-rare")
+
+
+def _text_styles(app) -> dict[str, tuple]:
+    """Each probability mark's text attributes (what survives NO_COLOR), by kind."""
+    styles = {}
+    for kind in MARK_KINDS:
+        style = app.editor.get_component_rich_style(f"story-editor--{kind}")
+        styles[kind] = (bool(style.bold), bool(style.underline), bool(style.reverse))
+    return styles
+
+
+def _shown_legend(app) -> str:
+    return [n.message for n in app._notifications if n.message.startswith("token ")][-1]
+
+
+def test_without_colour_the_probability_marks_are_text_styles_the_legend_names(
+    tiny_checkpoint, monkeypatch
+):
+    """NO_COLOR turns Textual's colours into greys: the four odds are told apart by text
+    styles instead, and the legend names those, not colours that are not on screen."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    use_sampling(seed=1, max_new_tokens=6)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.no_color
+            await open_and_continue(app, pilot)
+            await pilot.press("f8")
+            styles = _text_styles(app)
+            assert styles == {
+                "prob-high": (False, False, False),
+                "prob-mid": (False, True, False),
+                "prob-low": (True, True, False),
+                "prob-rare": (False, False, True),
+            }
+            legend = _shown_legend(app)
+            assert legend == (
+                "token marks: plain ≥60%, underlined ≥30%, bold underlined ≥10%, "
+                "reversed <10% likely"
+            )
+            assert not {"green", "yellow", "orange", "red"} & set(legend.replace(",", "").split())
+            rare = next(m for m in app.editor.marks if m.kind == "prob-rare")  # a random model
+            line = app.editor.get_line(0)
+            assert any(span.style.reverse and span.start == rare.start for span in line.spans)
+
+    run(scenario())
+
+
+def test_in_colour_the_probability_marks_are_tints_the_legend_names(tiny_checkpoint):
+    use_sampling(seed=1, max_new_tokens=6)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            assert not app.no_color
+            await open_and_continue(app, pilot)
+            await pilot.press("f8")
+            assert set(_text_styles(app).values()) == {(False, False, False)}
+            backgrounds = {
+                app.editor.get_component_rich_style(f"story-editor--{kind}").bgcolor
+                for kind in MARK_KINDS
+            }
+            assert len(backgrounds) == len(MARK_KINDS)
+            assert _shown_legend(app) == (
+                "token colours: green ≥60%, yellow ≥30%, orange ≥10%, red <10% likely"
+            )
 
     run(scenario())

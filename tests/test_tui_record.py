@@ -16,8 +16,10 @@ from storytui.tui.continuations import (
     HistoryStep,
     NewlineNormalizer,
     Variant,
+    needs_separator,
     normalize_newlines,
     probability_kind,
+    trim_lead,
 )
 from storytui.tui.settings_store import AppSettings, load_settings, save_settings
 from storytui.tui.story_files import (
@@ -128,6 +130,64 @@ def test_tokens_are_found_by_offset_and_branch_keeps_the_prefix():
     assert variant.token_index_at(len(variant.text)) == 3
     branched = variant.branch(2, GeneratedToken(0, " dog", 0.1, token=99))
     assert branched.text == "The dog" and [t.token for t in branched.tokens] == [0, 1, 99]
+
+
+@pytest.mark.parametrize(
+    ("last", "following", "spaced"),
+    [
+        ("y", "a", True),  # "hallway" + "and"
+        (".", "T", True),  # a sentence, then the next one
+        ("y", "(", True),
+        ("y", "\u201c", True),  # an opening quote
+        ("y", ".", False),  # punctuation stays on the word before it
+        ("y", ",", False),
+        ("y", "'", False),  # "door" + "'s"
+        ("y", "\u2014", False),  # an em dash
+        ("y", ")", False),
+        ("(", "a", False),  # an opening bracket stays on the word after it
+        (" ", "a", False),
+        ("y", " ", False),
+        ("y", "\n", False),
+        ("y", "", False),  # the story's end
+        ("", "a", False),  # nothing written
+    ],
+)
+def test_a_space_goes_between_a_continuation_and_the_next_word_only(last, following, spaced):
+    assert needs_separator(last, following) is spaced
+
+
+def test_a_continuation_does_not_double_the_space_or_indent_a_line():
+    assert trim_lead(" into", " ") == "into"
+    assert trim_lead("   Grace", "\n") == "Grace"
+    assert trim_lead(" The", "") == "The"  # the story's start
+    assert trim_lead("\n\nThe", "\n") == "\n\nThe"  # a new paragraph is the model's choice
+    assert trim_lead(" into", "r") == " into"
+
+
+def test_the_separator_is_text_of_the_variant_but_no_token_of_the_model():
+    log, _ = logged("", 0, "")
+    variant = log.live[0].variant
+    variant.add(" sure", 0.9, token=1)
+    variant.add_separator()
+    assert variant.text == " sure " and "".join(t.text for t in variant.tokens) == variant.text
+    assert variant.token_index_at(5) == 1 and variant.token_index_at(6) == 1  # F9: " sure"
+    assert [(m.start, m.end) for m in log.marks(by_probability=True)] == [(0, 5)]
+    assert [(m.start, m.end) for m in log.marks(by_probability=False)] == [(0, 6)]
+
+
+def test_trailing_spaces_come_off_the_text_and_its_tokens():
+    variant = Variant()
+    for piece in (" wide", " open ", "", "  "):
+        variant.add(piece, 0.5)
+    assert variant.drop_trailing_spaces() == 3
+    assert variant.text == " wide open"
+    assert [(t.start, t.text) for t in variant.tokens] == [
+        (0, " wide"),
+        (5, " open"),
+        (10, ""),
+        (10, ""),
+    ]
+    assert variant.drop_trailing_spaces() == 0
 
 
 def test_probability_marks_cover_each_token():

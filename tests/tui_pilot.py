@@ -65,6 +65,33 @@ async def open_and_continue(app: StoryApp, pilot) -> None:
     await continue_story(app, pilot)
 
 
+def script_model(app: StoryApp, monkeypatch, pieces: list[str]) -> list[str]:
+    """Make the loaded model write exactly ``pieces`` (one token each, no token healing), as a
+    model without healing would; returns the list of contexts it was asked to continue."""
+    from storytui.generation import TokenEvent
+
+    contexts: list[str] = []
+
+    def stream_events(text, settings, **_kwargs):
+        contexts.append(text)
+        for token, piece in enumerate(pieces):
+            yield TokenEvent(token=token, text=piece, prob=0.5)
+
+    monkeypatch.setattr(app.generator, "stream_events", stream_events)
+    return contexts
+
+
+def burst(app: StoryApp, keys: list[str]) -> None:
+    """Deliver ``keys`` at once, as a terminal does when they come faster than the app handles
+    them (``pilot.press`` waits for each key to be handled before sending the next)."""
+    from textual import events
+
+    for key in keys:
+        event = events.Key(key, key if len(key) == 1 else None)
+        event.set_sender(app)
+        app._driver.send_message(event)
+
+
 def new_app(file=None) -> StoryApp:
     return StoryApp(file, cursor_blink=False)
 

@@ -29,7 +29,12 @@ from textual.widgets import Footer, Static, TextArea
 from storytui import paths
 from storytui.errors import StoryError
 from storytui.tui.commands import COMMANDS, display_key
-from storytui.tui.continuations import Continuation, ContinuationLog, HistoryStep
+from storytui.tui.continuations import (
+    PROBABILITY_BUCKETS,
+    Continuation,
+    ContinuationLog,
+    HistoryStep,
+)
 from storytui.tui.cowriter import CoWriter, GenerationDone, Job, TokensReady, stream_into
 from storytui.tui.dialogs import TokenAlternatives, whole_alternatives
 from storytui.tui.editor import StoryEditor
@@ -45,12 +50,28 @@ from storytui.tui.story_files import OpenedStory, Story, open_initial
 LOADING, READY, NO_MODEL = "loading model…", "ready", "no model"
 DRAWS_PER_SECOND = 20  # how often streamed tokens are put on screen
 COUNT_IN_THREAD_CHARS = 100_000  # longer stories are counted off the UI thread
-PROBABILITY_LEGEND = "token colours: green ≥60%, yellow ≥30%, orange ≥10%, red <10% likely"
+# How F8 shows each probability bucket: (in colour, under NO_COLOR). Textual turns colours to
+# greys under NO_COLOR, so the stylesheet then adds the text styles named here.
+PROBABILITY_LOOKS = {
+    "prob-high": ("green", "plain"),
+    "prob-mid": ("yellow", "underlined"),
+    "prob-low": ("orange", "bold underlined"),
+    "prob-rare": ("red", "reversed"),
+}
+
+
+def probability_legend(no_color: bool) -> str:
+    """The F8 legend in the words of what the writer sees: colours, or under NO_COLOR the text
+    styles (naming colours that show as greys would tell nothing)."""
+    *buckets, (_, rare) = PROBABILITY_BUCKETS
+    looks = [f"{PROBABILITY_LOOKS[kind][no_color]} ≥{floor:.0%}" for floor, kind in buckets]
+    looks.append(f"{PROBABILITY_LOOKS[rare][no_color]} <{buckets[-1][0]:.0%}")
+    return f"token {'marks' if no_color else 'colours'}: {', '.join(looks)} likely"
 
 
 def _bindings() -> list[Binding]:
     """App key bindings from the command table (F5 and Esc as the help screen writes them;
-    ctrl keys in Textual's own ^g)."""
+    ctrl keys in Textual's own ^g), then tab and shift+tab."""
     bindings = []
     for command in COMMANDS:
         first = command.keys.split(",")[0]
@@ -64,7 +85,22 @@ def _bindings() -> list[Binding]:
                 tooltip=command.help,
             )
         )
-    return bindings
+    return bindings + _focus_bindings()
+
+
+def _focus_bindings() -> list[Binding]:
+    """Tab and shift+tab move focus as soon as they arrive, before the keys behind them.
+
+    Textual hands each key to the widget focused when it arrives, but its own tab binding
+    (the screen's) runs only once the key has come back up from that widget; so in a fast
+    burst ("tab tab 6 4") the digits went to the field focus was leaving. A priority binding
+    runs in the app's own queue first. No widget here uses tab itself (the text areas have
+    ``tab_behavior="focus"``).
+    """
+    return [
+        Binding("tab", "focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", "Previous field", show=False, priority=True),
+    ]
 
 
 class StoryApp(FileActions, App[None]):
@@ -422,7 +458,7 @@ class StoryApp(FileActions, App[None]):
         self._save_settings()
         self._refresh_marks()
         if self.settings.show_probabilities:
-            self.notify(PROBABILITY_LEGEND)
+            self.notify(probability_legend(self.no_color))
 
     # ------------------------------------------------------------------ writer's edits
 

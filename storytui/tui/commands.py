@@ -50,7 +50,7 @@ COMMANDS: tuple[Command, ...] = (
         "toggle_probabilities",
         "f8",
         "Probs",
-        "Colour generated tokens by how likely the model found them",
+        "Mark generated tokens by how likely the model found them",
     ),
     Command("toggle_panel", "f2", "Panel", "Show or hide the prompt, memory and sampling panel"),
     Command("pick_model", "ctrl+l", "Model", "Choose the model (loads in the background)"),

@@ -12,7 +12,8 @@ All offsets are str indices into the editor's text, which always uses ``\\n`` li
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+import unicodedata
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from storytui.textfile import normalize_newlines
@@ -20,6 +21,39 @@ from storytui.textfile import normalize_newlines
 # Probability buckets for the colour-by-probability view: (lowest probability, mark kind).
 PROBABILITY_BUCKETS = ((0.6, "prob-high"), (0.3, "prob-mid"), (0.1, "prob-low"), (0.0, "prob-rare"))
 GENERATED = "generated"
+
+# A continuation that ends against the next word gets this space as its last token: it is the
+# continuation's own text, so undo, retry and the alternatives take it with the rest.
+SEPARATOR = " "
+SEPARATOR_TOKEN = -2  # the token id it is recorded with (-1: text flushed by the generator)
+# What a following character must not be for a space to go before it: the punctuation that
+# hangs on the word before it (. , ; : ! ? ' " … ) ] } ” ’ - —), and whitespace.
+_HANGS_ON_WORD_BEFORE = frozenset({"Po", "Pe", "Pf", "Pd"})
+# ...and what a continuation's last character must not be: an opening bracket or quote.
+_HANGS_ON_WORD_AFTER = frozenset({"Ps", "Pi"})
+
+
+def needs_separator(last: str, following: str) -> bool:
+    """Does a continuation ending in ``last`` need a space before ``following`` to read as
+    text? Yes when both are characters, neither is whitespace, and neither is punctuation that
+    belongs against the other word ("" means nothing: the story's end or an empty text)."""
+    if not last or not following or last.isspace() or following.isspace():
+        return False
+    return (
+        unicodedata.category(following) not in _HANGS_ON_WORD_BEFORE
+        and unicodedata.category(last) not in _HANGS_ON_WORD_AFTER
+    )
+
+
+def trim_lead(text: str, before: str) -> str:
+    """A continuation's first text without the spaces it starts with when the story has
+    whitespace (or nothing) before it: no doubled space, no line that starts indented.
+
+    The generator normally writes such a space itself and hides it (token healing); a model
+    without healing (an imported seed model) shows it, and this keeps it out."""
+    if before and not before.isspace():
+        return text
+    return text.lstrip(" ")
 
 
 class NewlineNormalizer:
@@ -63,6 +97,30 @@ class Variant:
         self.tokens.append(GeneratedToken(len(self.text), text, prob, token, alternatives))
         self.text += text
 
+    def add_separator(self) -> None:
+        """End with the space that keeps the last word off the story's next one."""
+        self.add(SEPARATOR, 1.0, SEPARATOR_TOKEN)
+
+    def drop_trailing_spaces(self) -> int:
+        """Take the spaces off the end (the story has whitespace after it); returns how many.
+        A token left without text keeps its place, like one that ended mid-character."""
+        kept = len(self.text.rstrip(" "))
+        count = len(self.text) - kept
+        self.text = self.text[:kept]
+        self.tokens = [
+            token
+            if token.end <= kept
+            else replace(
+                token, start=min(token.start, kept), text=token.text[: max(kept - token.start, 0)]
+            )
+            for token in self.tokens
+        ]
+        return count
+
+    def _word_tokens(self) -> list[int]:
+        """Indices of the tokens with text the model wrote (not the separator)."""
+        return [i for i, t in enumerate(self.tokens) if t.text and t.token != SEPARATOR_TOKEN]
+
     def branch(self, index: int, replacement: GeneratedToken) -> Variant:
         """A new variant: this one's first ``index`` tokens, then ``replacement`` in place of the rest."""
         kept = self.tokens[:index]
@@ -72,11 +130,12 @@ class Variant:
         return variant
 
     def token_index_at(self, offset: int) -> int | None:
-        """Index of the visible token covering ``offset`` (an offset at the very end: the last one)."""
-        visible = [i for i, t in enumerate(self.tokens) if t.text]
+        """Index of the model's token covering ``offset`` (an offset at the end of its words,
+        or on the separator after them: the last one)."""
+        visible = self._word_tokens()
         if not visible:
             return None
-        if offset >= len(self.text):
+        if offset >= self.tokens[visible[-1]].end:
             return visible[-1]
         ends = [self.tokens[i].end for i in visible]
         position = bisect.bisect_right(ends, offset)
@@ -274,7 +333,7 @@ class ContinuationLog:
                 marks.append(Mark(continuation.start, continuation.end, GENERATED))
                 continue
             for token in continuation.variant.tokens:
-                if token.text:
+                if token.text and token.token != SEPARATOR_TOKEN:  # no odds for the app's space
                     marks.append(
                         Mark(
                             continuation.start + token.start,

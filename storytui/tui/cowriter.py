@@ -10,6 +10,11 @@ Streamed text is written outside the editor's undo history. When a continuation 
 another alternative is shown) the text at its spot is swapped back to what the history expects
 and the new text recorded as a single step, so ctrl+z removes a whole continuation at once and
 the history always describes the real text.
+
+A continuation written in mid-text ends the way prose does: when it stops against the next word
+it gets a space of its own (its last token, so undo, retry and the alternatives take it along),
+and one that ends in spaces before a space loses them; it never starts with a space the text
+before it already has.
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ from textual.message import Message
 
 from storytui.errors import StoryError
 from storytui.tui.continuations import (
+    SEPARATOR,
     Continuation,
     ContinuationLog,
     GeneratedToken,
     NewlineNormalizer,
     Variant,
+    needs_separator,
     normalize_newlines,
+    trim_lead,
 )
 from storytui.tui.editor import StoryEditor
 
@@ -108,9 +116,12 @@ class CoWriter:
         """Replace token ``index`` with its alternative ``choice`` and continue from there."""
         token = continuation.variant.tokens[index]
         alternative = token.alternatives[choice]
+        text = normalize_newlines(alternative.text)
+        if index == 0:
+            text = trim_lead(text, self.editor.char_at(continuation.start - 1))
         replacement = GeneratedToken(
             0,
-            normalize_newlines(alternative.text),
+            text,
             alternative.prob,
             alternative.token,
             token.alternatives,
@@ -150,6 +161,8 @@ class CoWriter:
         while job.pending:
             event = job.pending.popleft()
             text = job.normalizer.push(event.text)
+            if not variant.text:
+                text = trim_lead(text, self.editor.char_at(continuation.start - 1))
             variant.add(text, event.prob, event.token, event.alternatives)
             pieces.append(text)
         text = "".join(pieces)
@@ -166,11 +179,29 @@ class CoWriter:
         job = self.job
         assert job is not None
         self.drain()
+        if not self.editor.typed_ahead:  # typed ahead, the writer's keys follow the last word
+            self._meet_the_text_after(job.continuation)
         self.job = None
         job.variant.seed = seed
         self._commit(job.continuation, job.base, shown=job.continuation.text)
         self.editor.read_only = False
         return job
+
+    def _meet_the_text_after(self, continuation: Continuation) -> None:
+        """Make a continuation's end meet the story after it as prose does: a space of its own
+        before the next word ("the hallway and", not "the hallwayand"), none doubled."""
+        editor = self.editor
+        end = continuation.end
+        following = editor.char_at(end)
+        if needs_separator(continuation.text[-1:], following):
+            continuation.variant.add_separator()
+            with editor.app_edit(follow=editor.cursor_index == end):
+                editor.replace_span(end, end, SEPARATOR)
+            self.continuations.replaced(end, end, len(SEPARATOR), owner=continuation)
+        elif following.isspace() and (dropped := continuation.variant.drop_trailing_spaces()):
+            with editor.app_edit(follow=False):
+                editor.replace_span(end - dropped, end, "")
+            self.continuations.replaced(end - dropped, end, 0, owner=continuation)
 
     def stop(self) -> None:
         if self.job is not None:

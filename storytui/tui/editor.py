@@ -205,6 +205,16 @@ class StoryEditor(TextArea):
         row = max(bisect.bisect_right(starts, index) - 1, 0)
         return row, min(index - starts[row], len(self.document.lines[row]))
 
+    def char_at(self, index: int) -> str:
+        """The character at ``index`` ("" outside the text), without joining the whole text."""
+        if index < 0:
+            return ""
+        row, column = self.location_of(index)
+        line = self.document.lines[row]
+        if column < len(line):
+            return line[column]
+        return "\n" if row + 1 < len(self.document.lines) else ""
+
     @property
     def cursor_index(self) -> int:
         return self.index_of(self.cursor_location)
