@@ -233,8 +233,13 @@ def checkpoint_tokenizer(directory: Path, meta: CheckpointMeta) -> Tokenizer:
     """The vocabulary a checkpoint was trained with: its own copy, else the installed one of
     that name; either must have the hash ``config.json`` records."""
     label = checkpoint_label(directory)
+    if not paths.PLAIN_NAME.fullmatch(meta.tokenizer):  # it becomes part of a file's path
+        raise StoryError(
+            f"checkpoint {label}: {CONFIG_FILE} names vocabulary {meta.tokenizer!r}, which is "
+            "not a vocabulary name"
+        )
     own = Path(directory) / VOCABULARY_FILE
-    if own.is_file():
+    if own.exists():
         tokenizer, where = read_tokenizer_file(own, meta.tokenizer), f"its {VOCABULARY_FILE}"
     else:
         try:

@@ -276,6 +276,21 @@ def load_tokenizer(name: str | None = None) -> Tokenizer:
     raise StoryError(f"unknown tokenizer {name!r}; available: {', '.join(available_tokenizers())}")
 
 
+def check_vocabulary_name(name: str) -> str:
+    """A name for a vocabulary of the user's: plain (``--tokenizer`` takes it back as typed),
+    without the file's ``.tiktoken``, and no bundled vocabulary's in any letter case (which
+    it would hide, or be confused with)."""
+    paths.check_plain_name(name, "vocabulary")
+    if name.lower().endswith(".tiktoken"):
+        raise StoryError(f"vocabulary name {name!r}: leave out .tiktoken (the file adds it)")
+    bundled = {known.lower(): known for known in bundled_tokenizers()}
+    if name.lower() in bundled:
+        raise StoryError(
+            f"{name!r} is the bundled vocabulary {bundled[name.lower()]!r}'s name; choose another"
+        )
+    return name
+
+
 def choose_tokenizer(choice: str) -> Tokenizer:
     """What ``--tokenizer`` names: a vocabulary by name, or a ``.tiktoken`` file (named by its
     stem, which must not be a bundled vocabulary's name: the two would be confused)."""
@@ -284,12 +299,13 @@ def choose_tokenizer(choice: str) -> Tokenizer:
         if not path.is_file():
             raise StoryError(f"--tokenizer: {path} is not a file")
         name = path.name.removesuffix(".tiktoken")
-        if name in bundled_tokenizers():
+        try:
+            check_vocabulary_name(name)
+        except StoryError as exc:
             raise StoryError(
-                f"--tokenizer: {path} has the name of the bundled vocabulary {name!r}; rename "
-                "the file (a checkpoint names its vocabulary by the file's name)"
-            )
-        paths.check_plain_name(name, "vocabulary")
+                f"--tokenizer {path}: {exc} (a checkpoint names its vocabulary by the file's "
+                "name: rename the file)"
+            ) from None
         return read_tokenizer_file(path, name)
     if choice not in available_tokenizers():
         raise StoryError(
@@ -333,6 +349,12 @@ def _load_ranks_file(path: Path) -> dict[bytes, int]:
         raise StoryError(f"cannot read vocabulary file {path}: {exc}") from exc
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise StoryError(f"vocabulary file {path} has gaps or duplicates in its ranks")
+    missing = sum(bytes([byte]) not in ranks for byte in range(256))
+    if missing:  # tiktoken needs every byte as a token of its own (else it panics)
+        raise StoryError(
+            f"vocabulary file {path} is not a byte-level vocabulary: {missing} of the 256 "
+            "single-byte tokens are missing"
+        )
     return ranks
 
 

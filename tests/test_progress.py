@@ -8,7 +8,7 @@ import re
 import pytest
 from rich.console import Console
 
-from trainer.progress import TimeLeft, TrainProgress
+from trainer.progress import TimeLeft, TrainProgress, evals_after
 
 
 def test_evaluations_left_are_every_eval_every_steps_and_at_the_last_step():
@@ -59,7 +59,36 @@ def test_the_live_bar_counts_the_given_eta_down_between_log_steps(monkeypatch):
         assert "ETA 0:00:00" in _render(bar)
 
 
-def _render(bar) -> str:
-    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+def _render(bar, width: int = 160) -> str:
+    console = Console(file=io.StringIO(), force_terminal=True, width=width)
     console.print(bar.get_renderable())
     return re.sub(r"\x1b\[[0-9;]*m", "", console.file.getvalue())
+
+
+def test_the_countdown_never_runs_below_what_the_steps_left_need(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("trainer.progress.time.monotonic", lambda: now[0])
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with TrainProgress(console, total=150, start=0) as progress:
+        bar = progress._progress
+        progress.update(10, 2.5, 1e-3, 1000.0, None, eta_s=14.0, seconds_per_step=0.1)
+        now[0] += 60  # a slow stretch: a minute, no log step
+        progress.tick(15)
+        assert "ETA 0:00:14" in _render(bar)  # 135 steps at 0.1 s, not 0:00:00
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 160])
+def test_the_live_bar_fits_the_terminal_and_keeps_its_eta(width):
+    console = Console(file=io.StringIO(), force_terminal=True, width=width)
+    with TrainProgress(console, total=16_000, start=0) as progress:
+        progress.update(4000, 4.1234, 3.02e-4, 1723.0, 0.123, 3600.0, 0.25)
+        line = _render(progress._progress, width).rstrip("\n")
+    assert "\n" not in line and len(line) <= width, line
+    assert "step  4000/16000" in line and "ETA 1:00:00" in line and "loss 4.1234" in line
+    assert ("0:00:00" in line.split("ETA 1:00:00")[1]) == (width >= TrainProgress.WIDE)
+
+
+def test_the_plan_counts_the_evaluations_that_will_run():
+    assert evals_after(0, 20, 5) == 4  # at 5, 10, 15, 20
+    assert evals_after(0, 22, 5) == 5  # and at the last step
+    assert evals_after(7, 20, 5) == 3

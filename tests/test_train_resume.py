@@ -157,3 +157,57 @@ def test_dropout_and_the_seed_recipe_resume_exactly():
         paths.run_dir("seed-whole") / "latest", paths.run_dir("seed-part") / "latest"
     )
     assert _losses("seed-part") == _losses("seed-whole")
+
+
+def _logged_step(process: subprocess.Popen, metrics: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and metrics.read_text().strip()):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run never logged a step"
+        time.sleep(0.05)
+
+
+def test_a_hang_up_saves_like_sigterm(storytui_home):
+    """Closing the terminal (SIGHUP) killed the run with up to --eval-every steps unsaved."""
+    train_corpus.write_books()
+    env = {**os.environ, "STORYTUI_HOME": str(storytui_home), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        _cli(storytui_home, "--out", "hup", "--max-steps", "100000", "--eval-every", "100000"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = paths.run_dir("hup") / "metrics.jsonl"
+    _logged_step(process, metrics)
+    process.send_signal(signal.SIGHUP)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 129, err
+    assert "Stopped by SIGHUP" in err and "Traceback" not in err
+    stopped_at = json.loads(metrics.read_text().splitlines()[-1])["step"]
+    state = torch.load(paths.run_dir("hup") / "latest" / "state.pt", weights_only=True)
+    assert state["step"] >= stopped_at >= 10
+
+
+def test_a_closed_output_pipe_saves_and_stops(storytui_home):
+    """`storytui train ... | head` used to die at the first line after head left, unsaved."""
+    train_corpus.write_books()
+    env = {**os.environ, "STORYTUI_HOME": str(storytui_home), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        _cli(storytui_home, "--out", "pipe", "--max-steps", "100000", "--eval-every", "100000"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = paths.run_dir("pipe") / "metrics.jsonl"
+    _logged_step(process, metrics)
+    process.stdout.close()  # the reader goes away, as `head` does once it has its lines
+    err = process.stderr.read()
+    process.wait(timeout=120)
+    assert process.returncode == 141, err
+    assert "Stopped: the output closed" in err and "--resume" in err
+    assert "Traceback" not in err
+    state = torch.load(paths.run_dir("pipe") / "latest" / "state.pt", weights_only=True)
+    assert state["step"] >= json.loads(metrics.read_text().splitlines()[-1])["step"]
+    assert (paths.model_dir("pipe") / "model.safetensors").is_file()

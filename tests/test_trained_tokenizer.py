@@ -35,7 +35,7 @@ def test_a_trained_vocabulary_gets_a_name_of_its_own_and_is_never_replaced_unask
     assert load_tokenizer("custom-300").n_vocab == 300
 
     code, _, err = train_vocabulary(capsys)
-    assert code == 1 and "vocabulary 'custom-300' exists" in err and "--force" in err
+    assert code == 1 and f"{path} exists" in err and "--force" in err
     code, _, err = train_vocabulary(capsys, "--name", "custom-300", "--force", size=280)
     assert code == 0, err
     assert load_tokenizer("custom-300").n_vocab == 280  # the new file is read, not a stale one
@@ -46,9 +46,11 @@ def test_a_trained_vocabulary_gets_a_name_of_its_own_and_is_never_replaced_unask
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("storytui-16k", "'storytui-16k' is a bundled vocabulary's name"),
-        ("gpt2", "'gpt2' is a bundled vocabulary's name"),
+        ("storytui-16k", "'storytui-16k' is the bundled vocabulary 'storytui-16k'"),
+        ("gpt2", "'gpt2' is the bundled vocabulary 'gpt2'"),
         ("../up", "invalid vocabulary name '../up'"),
+        ("Storytui-16K", "'Storytui-16K' is the bundled vocabulary 'storytui-16k'"),
+        ("mine.tiktoken", "vocabulary name 'mine.tiktoken': leave out .tiktoken"),
         ("", "invalid vocabulary name ''"),
     ],
 )
@@ -142,11 +144,13 @@ def test_a_vocabulary_that_does_not_exist_is_one_line(books, capsys, choice, mes
 
 
 def test_a_vocabulary_file_named_like_a_bundled_one_is_refused(books, capsys, tmp_path):
-    copy = tmp_path / "storytui-16k.tiktoken"
-    shutil.copy(paths.tokenizer_assets_dir() / "storytui-16k.tiktoken", copy)
-    args = ["train", "pretrain", *FAST, "--tokenizer", str(copy), "--out", "x", "--max-steps", "1"]
-    code, _, err = run_cli(args, capsys)
-    assert code == 1 and "has the name of the bundled vocabulary 'storytui-16k'" in err
+    for name in ("storytui-16k", "GPT2"):
+        copy = tmp_path / f"{name}.tiktoken"
+        shutil.copy(paths.tokenizer_assets_dir() / "storytui-16k.tiktoken", copy)
+        args = ["train", "pretrain", *FAST, "--tokenizer", str(copy), "--out", "x"]
+        code, _, err = run_cli([*args, "--max-steps", "1"], capsys)
+        assert code == 1 and f"is the bundled vocabulary '{name.lower()}'" in err
+        assert "rename the file" in err
 
 
 def test_models_with_a_bundled_vocabulary_carry_no_copy(tiny_checkpoint):
@@ -186,3 +190,112 @@ def test_resuming_with_another_tokenizer_warns_that_it_is_ignored(books, capsys)
     _, _, err = run_cli([*base, "--resume", "--tokenizer", "custom-300"], capsys)
     assert "ignoring" in err and "--tokenizer" in err
     assert read_meta(paths.model_dir("r")).tokenizer == "storytui-16k"
+
+
+def test_out_never_replaces_a_file_unasked_and_is_checked_before_training(books, capsys, tmp_path):
+    notes = tmp_path / "notes.tiktoken"
+    notes.write_text("my precious notes\n")
+    code, _, err = run_cli(["train", "tokenizer", "--size", "300", "--out", str(notes)], capsys)
+    assert code == 1 and f"{notes} exists; --force replaces it" in err
+    assert notes.read_text() == "my precious notes\n"
+    cases = {
+        str(tmp_path): "is a folder; give a file",
+        str(tmp_path / "notes.txt"): "the file's name must end in .tiktoken",
+        str(tmp_path / "nowhere" / "v.tiktoken"): "does not exist",
+        str(tmp_path / "gpt2.tiktoken"): "is the bundled vocabulary 'gpt2'",
+    }
+    for out, message in cases.items():
+        code, _, err = run_cli(["train", "tokenizer", "--size", "300", "--out", out], capsys)
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+    args = ["train", "tokenizer", "--size", "300", "--name", "other", "--out", str(notes)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1 and "disagree" in err
+    replace = ["train", "tokenizer", "--size", "300", "--out", str(notes), "--force"]
+    code, _, err = run_cli(replace, capsys)
+    assert code == 0 and notes.read_text().startswith("AA== 0"), err
+
+
+def test_a_small_text_that_gives_fewer_tokens_than_asked_says_so(capsys):
+    train_corpus.write_books(n_books=1, paragraphs=2)
+    code, out, err = train_vocabulary(capsys, size=60_000)
+    assert code == 0, err
+    assert "note: the text had pairs worth merging for only" in out and "60,000" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "not a byte-level vocabulary: 256 of the 256 single-byte tokens are missing"),
+        ("YQ== 0\n", "not a byte-level vocabulary: 255 of the 256"),
+        ("not base64\n", "cannot read vocabulary file"),
+    ],
+)
+def test_a_broken_vocabulary_file_is_one_line_wherever_it_is(
+    books, capsys, tmp_path, content, message, tiny_checkpoint
+):
+    bad = tmp_path / "bad.tiktoken"
+    bad.write_text(content)
+    args = ["train", "pretrain", *FAST, "--tokenizer", str(bad), "--out", "x", "--max-steps", "1"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1 and message in err and "Traceback" not in err
+
+    assert train_vocabulary(capsys)[0] == 0
+    own = ["train", "pretrain", *FAST, "--tokenizer", "custom-300", "--out", "own"]
+    assert run_cli([*own, "--max-steps", "1"], capsys)[0] == 0
+    (paths.model_dir("own") / VOCABULARY_FILE).write_text(content)
+    story = tmp_path / "story.txt"
+    story.write_text("Tom found the sea.", encoding="utf-8")
+    code, _, err = run_cli(["continue", str(story), "-m", "own", "-n", "2"], capsys)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    # without --model, the broken one is skipped with a warning, like any that does not load
+    code, _, err = run_cli(["continue", str(story), "-n", "2"], capsys)
+    assert "skipp" in err and message in err and "Traceback" not in err
+
+
+def test_a_copy_that_is_a_folder_or_a_name_that_is_a_path_is_refused(books, capsys, tmp_path):
+    import json
+
+    assert train_vocabulary(capsys)[0] == 0
+    own = ["train", "pretrain", *FAST, "--tokenizer", "custom-300", "--out", "own"]
+    assert run_cli([*own, "--max-steps", "1"], capsys)[0] == 0
+    model = paths.model_dir("own")
+    story = tmp_path / "story.txt"
+    story.write_text("Tom found the sea.", encoding="utf-8")
+    carried = model / VOCABULARY_FILE
+    carried.unlink()
+    carried.mkdir()
+    code, _, err = run_cli(["continue", str(story), "-m", "own", "-n", "2"], capsys)
+    assert code == 1 and f"cannot read vocabulary file {carried}" in err
+    carried.rmdir()
+    config = json.loads((model / "config.json").read_text())
+    config["tokenizer"]["name"] = "../evil"
+    (model / "config.json").write_text(json.dumps(config))
+    code, _, err = run_cli(["continue", str(story), "-m", "own", "-n", "2"], capsys)
+    assert code == 1 and "names vocabulary '../evil', which is not a vocabulary name" in err
+
+
+def test_a_resumed_run_trains_on_its_own_vocabularys_shards(books, capsys):
+    """A vocabulary retrained under the same name gets shards of its own: resuming a run of
+    the old one must not read the new one's token ids."""
+    from trainer.stages import pretrain_spec
+
+    assert train_vocabulary(capsys, "--name", "mine")[0] == 0
+    first = ["train", "pretrain", *FAST, "--tokenizer", "mine", "--out", "first"]
+    assert run_cli([*first, "--max-steps", "1"], capsys)[0] == 0
+    assert train_vocabulary(capsys, "--name", "mine", "--force", size=280)[0] == 0
+    second = pretrain_spec("second", "tiny", None, {}, tokenizer="mine", device="cpu")
+    resumed = resume_spec("first", "pretrain", device="cpu")
+    assert resumed.tokenizer.n_vocab == 300 and second.tokenizer.n_vocab == 280
+    assert resumed.data.matches(resumed.tokenizer) and second.data.matches(second.tokenizer)
+    assert resumed.data.directory != second.data.directory
+
+
+def test_damaged_training_state_is_one_line_on_resume(books, capsys):
+    base = ["train", "pretrain", *FAST, "--out", "r", "--max-steps", "1"]
+    assert run_cli(base, capsys)[0] == 0
+    state = paths.run_dir("r") / "latest" / "state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    code, _, err = run_cli(["train", "pretrain", "--out", "r", "--resume"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "runs/r/latest is damaged and cannot be resumed" in err
+    assert "storytui models rm r" in err

@@ -81,6 +81,9 @@ def _chunks(texts: Iterable[str], size: int = 1 << 20) -> Iterator[str]:
 
 
 def train_tokenizer_file(texts: Iterable[str], out: Path, n_ranks: int) -> dict[bytes, int]:
-    ranks = train_bpe(texts, n_ranks)
+    import sys
+
+    # the tokenizers library's bar, in a terminal only: in a log it is blank lines
+    ranks = train_bpe(texts, n_ranks, show_progress=sys.stderr.isatty())
     write_ranks(out, ranks)
     return ranks

@@ -30,7 +30,16 @@ from storytui.errors import StoryError
 from storytui.model import build_model
 from trainer import distributed, run_state
 from trainer.distributed import DistContext
-from trainer.progress import Plan, TimeLeft, TrainProgress, print_plan, print_plan_head
+from trainer.progress import (
+    Plan,
+    TimeLeft,
+    TrainProgress,
+    evals_after,
+    output_lost,
+    print_plan,
+    print_plan_head,
+    run_console,
+)
 from trainer.stages import Hyperparameters, RunSpec, lr_at, total_steps
 from trainer.throughput import (
     Precision,
@@ -44,7 +53,7 @@ from trainer.throughput import (
 LOG_AT_LEAST_EVERY_S = 60.0  # slow steps (a CPU run) still log once a minute
 FUSED_ADAMW_DEVICES = ("cuda",)  # on the CPU the bench measures no consistent gain
 # Why a run ended; ranks agree on the highest-ranked reason any of them has.
-STOP_REASONS = ("done", "time budget", "halt", "SIGTERM", "SIGINT")
+STOP_REASONS = ("done", "time budget", "halt", "SIGTERM", "SIGINT", "SIGHUP", "output closed")
 
 
 @dataclass
@@ -55,7 +64,7 @@ class RunResult:
     tokens_seen: int
     val_loss: float | None
     val_bpb: float | None
-    stopped_by: str  # done | time budget | SIGINT | SIGTERM | halt
+    stopped_by: str  # one of STOP_REASONS
     model_dir: Path
     latest_dir: Path
     plan: Plan | None = None
@@ -198,7 +207,8 @@ def generate_sample(model: nn.Module, spec: RunSpec) -> str:
 
 
 class StopSignals:
-    """Turns the first Ctrl-C / SIGTERM into a request to stop after the current step.
+    """Turns the first Ctrl-C / SIGTERM / SIGHUP (the terminal closed) into a request to stop
+    after the current step.
 
     A second Ctrl-C stops at once (KeyboardInterrupt). Only the main thread can own signal
     handlers; elsewhere (embedded use) the loop simply runs to its end.
@@ -210,7 +220,9 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+                if sig is None:  # Windows has no SIGHUP
+                    continue
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -229,7 +241,7 @@ class StopSignals:
 
 def train(spec: RunSpec, console: Console | None = None) -> RunResult:
     """Run (or resume) ``spec`` to its end or until stopped; rank 0 reports and saves."""
-    console = console or Console(soft_wrap=True)  # long log lines stay whole in files
+    console = console or run_console()
     device = resolve_device(spec.device, int(os.environ.get("LOCAL_RANK", "0")))
     context = distributed.init_from_env(device.type)
     try:
@@ -363,8 +375,7 @@ class _Run:
                 per_step = step_seconds + per_eval / hp.eval_every
                 steps = max(1, min(steps, int(self.spec.time_budget_s / per_step)))
                 steps = int(distributed.from_main(steps, self.context))
-        remaining = steps - self.step
-        evals = remaining // hp.eval_every + 1
+        evals = evals_after(self.step, steps, hp.eval_every)
         meta = getattr(self.spec.data, "meta", None)
         train_tokens = _split_tokens(meta, "train")
         warmup = min(hp.warmup_steps, steps // 10) if hp.warmup_steps else 0
@@ -671,7 +682,8 @@ class _Run:
                     )
                     time_left.add_window(window_tokens // self.tokens_per_step, seconds)
                     eta = time_left.seconds(self.step, self.total)
-                    progress.update(self.step, mean_loss, lr, rate, mfu, eta)
+                    pace = time_left.seconds_per_step
+                    progress.update(self.step, mean_loss, lr, rate, mfu, eta, pace)
                     window_loss, window_steps = None, 0
                     window_started, window_tokens = time.perf_counter(), 0
                 if self.step % hp.eval_every == 0 or self.step == self.total:
@@ -713,6 +725,8 @@ class _Run:
         """This rank's reason to stop now, as an index into STOP_REASONS (0 = keep going)."""
         if signals.received:
             return STOP_REASONS.index(signals.received)
+        if output_lost(self.console):  # `| head` has read enough: save, then stop
+            return STOP_REASONS.index("output closed")
         if self.spec.halt_after_steps is not None and self.step >= self.spec.halt_after_steps:
             return STOP_REASONS.index("halt")
         if self.spec.time_budget_s and self._elapsed() > self.spec.time_budget_s:

@@ -7,8 +7,12 @@ when the output is a file or a pipe, the same figures go out as one plain line p
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import io
+import sys
 import time
 from dataclasses import dataclass
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -60,6 +64,59 @@ class Plan:
     @property
     def estimated_seconds(self) -> float:
         return (self.steps - self.start_step) * self.step_seconds + self.eval_seconds
+
+
+class SurvivingOutput(io.TextIOBase):
+    """A run's standard output that outlives its reader: when the pipe closes (``| head``) or
+    the terminal goes away (EIO after a hang-up), writing stops quietly and ``lost`` is set,
+    so that the loop saves and stops instead of dying mid-step with its last steps unsaved."""
+
+    GONE = (errno.EPIPE, errno.EIO)
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self.lost = False
+
+    def write(self, text: str) -> int:
+        if not self.lost:
+            try:
+                self.stream.write(text)
+            except OSError as exc:
+                self._lose(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lost:
+            try:
+                self.stream.flush()
+            except OSError as exc:
+                self._lose(exc)
+
+    def _lose(self, exc: OSError) -> None:
+        if exc.errno not in self.GONE:
+            raise exc
+        self.lost = True
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # rich asks, to choose its box characters
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+def run_console() -> Console:
+    """The console a run reports on: stdout, surviving its reader (``SurvivingOutput``), long
+    log lines kept whole in files."""
+    return Console(file=SurvivingOutput(sys.stdout), soft_wrap=True)
+
+
+def output_lost(console: Console) -> bool:
+    return getattr(console.file, "lost", False)
 
 
 def hms(seconds: float) -> str:
@@ -142,6 +199,12 @@ def print_plan(console: Console, plan: Plan, head: bool = True) -> None:
         console.print(line, highlight=False)
 
 
+def evals_after(step: int, total: int, every: int) -> int:
+    """Evaluations a run holds after ``step``: every ``every`` steps, and at the last one."""
+    every = max(1, every)
+    return total // every - step // every + (1 if total % every and step < total else 0)
+
+
 class TimeLeft:
     """How long a run has left: the remaining steps at a smoothed pace, plus the evaluations
     still to come at the time they take. Each log window moves the pace a fifth of the way to
@@ -167,9 +230,7 @@ class TimeLeft:
         self._evals_timed += 1
 
     def evals_left(self, step: int, total: int) -> int:
-        """Evaluations after ``step``: every ``eval_every`` steps, and at the last one."""
-        every = self.eval_every
-        return total // every - step // every + (1 if total % every and step < total else 0)
+        return evals_after(step, total, self.eval_every)
 
     def seconds(self, step: int, total: int) -> float:
         steps_left = max(0, total - step)
@@ -185,12 +246,19 @@ class CountdownColumn(ProgressColumn):
         eta, given_at = task.fields.get("eta"), task.fields.get("eta_at")
         if eta is None or given_at is None:
             return Text("ETA -:--:--", style="progress.remaining")
-        left = max(0.0, eta - (time.monotonic() - given_at))
+        # never below what the steps still to run need at the last pace: a slow stretch
+        # between log steps holds the countdown up instead of running it down to zero
+        steps_left = (task.total or 0) - task.completed
+        floor = max(0.0, steps_left) * task.fields.get("pace", 0.0)
+        left = max(floor, eta - (time.monotonic() - given_at))
         return Text(f"ETA {hms(left)}", style="progress.remaining")
 
 
 class TrainProgress:
     """A live bar in a terminal, plain log lines elsewhere; silent on ranks other than 0."""
+
+    BAR_WIDTH = 16
+    WIDE = 100  # columns from which the elapsed time shows too
 
     def __init__(self, console: Console, total: int, start: int, enabled: bool = True) -> None:
         self.console = console
@@ -203,13 +271,19 @@ class TrainProgress:
 
     def __enter__(self) -> TrainProgress:
         if self.live:
-            self._progress = Progress(
+            # the step, the bar and the ETA always show whole; the figures after them are cut
+            # to the room left (``_fit``), and the elapsed time shows where there is room
+            columns = [
                 TextColumn("[bold]step"),
                 MofNCompleteColumn(),
-                BarColumn(),
-                TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(),
+                BarColumn(bar_width=self.BAR_WIDTH),
                 CountdownColumn(),
+                TextColumn("{task.fields[stats]}"),
+            ]
+            if self.console.width >= self.WIDE:
+                columns.append(TimeElapsedColumn())
+            self._progress = Progress(
+                *columns,
                 console=self.console,
                 transient=False,
             )
@@ -231,19 +305,29 @@ class TrainProgress:
         tokens_per_s: float,
         mfu: float | None,
         eta_s: float,
+        seconds_per_step: float = 0.0,
     ) -> None:
         if not self.enabled:
             return
-        stats = f"loss {loss:.4f}  lr {lr:.2e}  {count(tokens_per_s)} tok/s"
+        stats = f"loss {loss:.4f}  {count(tokens_per_s)} tok/s"  # most wanted first
         if mfu is not None:
             stats += f"  MFU {mfu * 100:.1f}%"
+        stats += f"  lr {lr:.2e}"
         if self._progress is not None:
-            given = {"eta": eta_s, "eta_at": time.monotonic()}
-            self._progress.update(self._task, completed=step, stats=stats, **given)
+            given = {"eta": eta_s, "eta_at": time.monotonic(), "pace": seconds_per_step}
+            self._progress.update(self._task, completed=step, stats=self._fit(stats), **given)
         else:
             self.console.print(
                 f"step {step:,}/{self.total:,}  {stats}  ETA {hms(eta_s)}", highlight=False
             )
+
+    def _fit(self, stats: str) -> str:
+        """``stats`` cut to the room the other columns leave in this terminal."""
+        step_digits = 2 * len(f"{self.total}") + 1
+        used = len("step") + step_digits + self.BAR_WIDTH + len("ETA 0:00:00")
+        used += 4 + (len(" 0:00:00") if self.console.width >= self.WIDE else 0)
+        room = max(8, self.console.width - used - 1)
+        return stats if len(stats) <= room else stats[: room - 1] + "…"
 
     def tick(self, step: int) -> None:
         """Move the bar every step (cheap: the figures refresh at log steps)."""

@@ -142,8 +142,17 @@ def load_latest(name: str, model: nn.Module) -> dict[str, Any]:
 
     directory = latest_dir(name)
     restore_replaced(directory.parent)
-    load_weights(model, load_file(str(directory / WEIGHTS_FILE)), f"runs/{name}/{LATEST}")
-    return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+    label = f"runs/{name}/{LATEST}"
+    try:
+        weights = load_file(str(directory / WEIGHTS_FILE))
+        load_weights(model, weights, label)
+        return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError, SafetensorError) as exc:
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise StoryError(
+            f"{label} is damaged and cannot be resumed ({reason}); start the run again: "
+            f"`storytui models rm {name}`, then `storytui train … --out {name}` without --resume"
+        ) from exc
 
 
 class MetricsLog:

@@ -416,9 +416,9 @@ def pretrain_shards(tokenizer: Tokenizer, *, reuse: bool = False, force: bool = 
     """
     from trainer import dataset
 
-    name = f"pretrain-{tokenizer.name}"
-    if reuse and _shards_exist(name):
-        return dataset.ShardSet.load(name)
+    name = f"pretrain-{_vocabulary_key(tokenizer)}"
+    if reuse and (shards := _reusable(name, tokenizer)):
+        return shards
     return dataset.build_shards(name, dataset.pretrain_documents(), tokenizer, force=force)
 
 
@@ -444,11 +444,11 @@ def finetune_shards(
 
     layout = json.dumps(template.to_json(), sort_keys=True).encode()
     digest = hashlib.sha256(layout).hexdigest()[:8]
-    name = f"finetune-{tokenizer.name}-{digest}-{'masked' if mask_prompt else 'full'}"
+    name = f"finetune-{_vocabulary_key(tokenizer)}-{digest}-{'masked' if mask_prompt else 'full'}"
     if tales:
         name += "-tales"
-    if reuse and _shards_exist(name):
-        return dataset.ShardSet.load(name)
+    if reuse and (shards := _reusable(name, tokenizer)):
+        return shards
     documents = dataset.finetune_documents(template, tales=tales)
     if not mask_prompt:
         documents = {
@@ -458,7 +458,21 @@ def finetune_shards(
     return dataset.build_shards(name, documents, tokenizer, force=force)
 
 
-def _shards_exist(name: str) -> bool:
-    from storytui import paths
+def _vocabulary_key(tokenizer: Tokenizer) -> str:
+    """How shard names tell vocabularies apart: by name, and for one of the user's (which may
+    be retrained under the same name) by its hash too, so each version keeps its own shards."""
+    if tokenizer.bundled:
+        return tokenizer.name
+    return f"{tokenizer.name}-{tokenizer.hash.partition(':')[2][:8]}"
 
-    return (paths.shards_dir(name) / "meta.json").is_file()
+
+def _reusable(name: str, tokenizer: Tokenizer):
+    """The shards a resumed run trained on, when they are still there and were made with its
+    vocabulary (else None: they are built again from the text)."""
+    from storytui import paths
+    from trainer import dataset
+
+    if not (paths.shards_dir(name) / "meta.json").is_file():
+        return None
+    shards = dataset.ShardSet.load(name)
+    return shards if shards.matches(tokenizer) else None

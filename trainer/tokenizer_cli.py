@@ -11,7 +11,7 @@ from rich.console import Console
 
 from storytui import paths
 from storytui.errors import StoryError
-from storytui.tokenizer import bundled_tokenizers, trained_tokenizer_path
+from storytui.tokenizer import check_vocabulary_name, trained_tokenizer_path
 from trainer.bpe import train_tokenizer_file
 
 
@@ -43,21 +43,33 @@ def default_name(size: int) -> str:
 
 
 def output_path(name: str | None, size: int, out: Path | None, force: bool) -> Path:
-    """Where the vocabulary goes: ``--out``, else the data dir's ``tokenizers/NAME.tiktoken``
-    under a name that is not a bundled vocabulary's and that ``--force`` may replace."""
-    if out is not None:
-        return out
-    name = paths.check_plain_name(default_name(size) if name is None else name, "vocabulary")
-    if name in bundled_tokenizers():
-        raise StoryError(
-            f"{name!r} is a bundled vocabulary's name, which would hide the one you train; "
-            "choose another --name"
+    """Where the vocabulary goes: ``--out FILE.tiktoken``, else the data dir's
+    ``tokenizers/NAME.tiktoken``. Either way its name (the file's, without ``.tiktoken``) is one
+    ``--tokenizer`` takes back, and an existing file is replaced only with ``--force``. Checked
+    before training, which takes minutes on real text."""
+    if out is None:
+        path = trained_tokenizer_path(
+            check_vocabulary_name(default_name(size) if name is None else name)
         )
-    path = trained_tokenizer_path(name)
+    else:
+        path = out.expanduser()
+        if path.is_dir():
+            raise StoryError(f"--out {path} is a folder; give a file: {path / 'NAME.tiktoken'}")
+        if path.suffix != ".tiktoken":
+            raise StoryError(f"--out {path}: the file's name must end in .tiktoken")
+        stem = path.name.removesuffix(".tiktoken")
+        if name is not None and name != stem:
+            raise StoryError(
+                f"--name {name!r} and --out {path} disagree: a vocabulary's name is its file's "
+                "name; give one of them"
+            )
+        check_vocabulary_name(stem)
+        if not path.parent.is_dir():
+            raise StoryError(f"--out {path}: the folder {path.parent} does not exist")
     if path.exists() and not force:
         raise StoryError(
-            f"vocabulary {name!r} exists ({path}); --force replaces it (checkpoints trained "
-            "with it keep their own copy), or choose another --name"
+            f"{path} exists; --force replaces it (checkpoints trained with it keep their own "
+            "copy), or choose another name"
         )
     return path
 
@@ -69,13 +81,18 @@ def run_train_tokenizer(name: str | None, size: int, out: Path | None, force: bo
             "byte tokens, at least one merge and <|endoftext|>)"
         )
     path = output_path(name, size, out, force)
-    console = Console()
+    console = Console(soft_wrap=True, highlight=False)  # a path or command stays on one line
     started = time.perf_counter()
     ranks = train_tokenizer_file(corpus_texts(), path, size - 1)
     console.print(
         f"Trained {len(ranks):,} ranks (+ <|endoftext|>) in "
         f"{time.perf_counter() - started:.0f}s -> {path}"
     )
+    if len(ranks) + 1 < size:
+        console.print(
+            f"note: the text had pairs worth merging for only {len(ranks) + 1:,} of the "
+            f"{size:,} tokens asked for; more text gives a larger vocabulary"
+        )
     choice = str(path) if out is not None else path.stem
     console.print(f"Pretrain with it: storytui train pretrain --tokenizer {choice} --out NAME")
     return path

@@ -272,26 +272,35 @@ def _warn_ignored(name: str, given: dict[str, object]) -> None:
         )
 
 
+# How an interrupted run exits: 128 + the signal (141 is SIGPIPE's: the output went away).
+INTERRUPTED_EXIT = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129, "output closed": 141}
+
+
 def _run(spec) -> None:
-    """Train, then say where the model is; an interrupted run exits 130 (SIGINT) or 143."""
+    """Train, then say where the model is; an interrupted run exits 128 + its signal."""
+    import contextlib
     import os
     import sys
 
     from trainer.loop import train
 
     result = train(spec)
+    code = INTERRUPTED_EXIT.get(result.stopped_by)
     if int(os.environ.get("RANK", "0")) != 0:
-        if result.stopped_by in ("SIGINT", "SIGTERM"):
-            sys.exit(130 if result.stopped_by == "SIGINT" else 143)
+        if code:
+            sys.exit(code)
         return
     command = f"storytui train {spec.stage} --out {spec.name} --resume"
-    if result.stopped_by in ("SIGINT", "SIGTERM"):
-        print(
-            f"Stopped by {result.stopped_by} at step {result.steps:,}/{result.total_steps:,}; "
-            f"saved {result.latest_dir} (continue with `{command}`)",
-            file=sys.stderr,
-        )
-        sys.exit(130 if result.stopped_by == "SIGINT" else 143)
+    if code:
+        closed = result.stopped_by == "output closed"
+        stopped = "Stopped: the output closed" if closed else f"Stopped by {result.stopped_by}"
+        with contextlib.suppress(OSError):  # after a hang-up there may be no terminal left
+            print(
+                f"{stopped} at step {result.steps:,}/{result.total_steps:,}; "
+                f"saved {result.latest_dir} (continue with `{command}`)",
+                file=sys.stderr,
+            )
+        sys.exit(code)
     val = (
         f", val loss {result.val_loss:.4f}"
         + (f", {result.val_bpb:.4f} bits/byte" if result.val_bpb else "")
