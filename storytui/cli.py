@@ -63,9 +63,46 @@ def _mount_trainer() -> None:
 @app.command("open", hidden=True)
 def open_tui(file: Annotated[Path | None, typer.Argument()] = None) -> None:
     """Open the co-writing app (what plain `storytui [FILE]` does)."""
+    if file is not None:
+        _check_openable(file)  # a bad FILE is the first thing to hear about, terminal or not
+    if problem := _terminal_problem():
+        raise StoryError(
+            f"the app needs a terminal, and {problem}; to continue a story without one: "
+            "storytui continue FILE"
+        )
     from storytui.tui.app import run_app
 
     run_app(file)
+
+
+def _check_openable(file: Path) -> None:
+    """The one-line error the app would give FILE at start-up, found without touching any
+    file (opening also adopts or sets aside recovery copies: only once the app runs)."""
+    from storytui.tui.story_files import folder_problem, load_story
+
+    path = file.expanduser().absolute()
+    if path.exists():
+        load_story(path)
+    elif problem := folder_problem(path):
+        raise StoryError(problem)
+
+
+def _terminal_problem() -> str | None:
+    """Why the app could not run here (None: it can): it reads keys from standard input and
+    draws on standard error (standard output on Windows), as Textual's drivers do. Without a
+    terminal there it would draw into a file or pipe and wait for keys that never come."""
+    windows = os.name == "nt"
+    screen = sys.__stdout__ if windows else sys.__stderr__
+    where = "standard output" if windows else "standard error"
+    streams = (("standard input", sys.__stdin__), (f"{where} (where it draws)", screen))
+    for name, stream in streams:
+        try:
+            if stream is not None and os.isatty(stream.fileno()):
+                continue
+        except (OSError, ValueError):  # closed, or a stream without a file descriptor
+            pass
+        return f"{name} is not one"
+    return None
 
 
 @app.command("continue")
@@ -134,11 +171,7 @@ def continue_story(
             return  # the reader went away (`| head`): nothing more to write for
     out.write("\n")
     if not "".join(pieces):
-        print(
-            "storytui: the model ended the story at once (it wrote end-of-text first); "
-            "try another --seed or a higher --temperature",
-            file=sys.stderr,
-        )
+        print(f"storytui: {_why_empty(generator.last_stats, settings)}", file=sys.stderr)
     if in_place:  # the file's own bytes stay exactly as they were; the continuation follows
         from storytui.atomic import atomic_write_bytes
         from storytui.textfile import appended_bytes
@@ -146,6 +179,31 @@ def continue_story(
         if read_story_bytes(file) != on_disk:
             raise StoryError(f"{file} changed while generating; the continuation was not written")
         atomic_write_bytes(Path(file), on_disk + appended_bytes(on_disk, "".join(pieces)))
+
+
+def _why_empty(stats, settings) -> str:
+    """What made a continuation empty, from how its generation stopped."""
+    if stats.stopped_by == "eot":
+        return (
+            "the model ended the story at once (it wrote end-of-text first); "
+            "try another --seed or a higher --temperature"
+        )
+    if stats.stopped_by == "stop_string":
+        if stats.stop_string in settings.stop:
+            return (
+                f"the continuation is empty: it began with the stop string "
+                f"{stats.stop_string!r}; try another --seed or another --stop"
+            )
+        return (
+            f"the continuation is empty: it began with {stats.stop_string!r}, one of the "
+            "model's own stop strings; try another --seed"
+        )
+    if stats.stopped_by == "max_tokens":
+        return (
+            f"the continuation is empty: its {stats.new_tokens} token(s) added no text; "
+            "try a higher --max-tokens"
+        )
+    return "the continuation is empty"
 
 
 def _check_writable_story(file: str) -> None:

@@ -65,6 +65,7 @@ class GenerationStats:
     decode_seconds: float = 0.0
     seed: int = 0
     stopped_by: str = ""  # max_tokens | stop_string | eot | cancelled
+    stop_string: str = ""  # the stop string that ended it (stopped_by == "stop_string")
 
     @property
     def tokens_per_second(self) -> float:
@@ -274,8 +275,9 @@ class Generator:
                 )
                 pending = pending[len(visible) :]
                 yield event
-                if hit:
+                if hit:  # what is left of the text begins with the stop string
                     stats.stopped_by = "stop_string"
+                    stats.stop_string = next((s for s in stops if pending.startswith(s)), "")
                     pending = ""
                     break
                 if step + 1 == settings.max_new_tokens:

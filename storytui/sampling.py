@@ -62,7 +62,7 @@ class SamplingSettings:
             (self.dry_allowed_length >= 1, "dry_allowed_length", ">= 1"),
             (1 <= self.max_new_tokens <= 100_000, "max_new_tokens", "between 1 and 100000"),
             (self.seed is None or 0 <= self.seed < 2**63, "seed", "between 0 and 2**63-1"),
-            (all(self.stop), "stop", "non-empty strings"),
+            (all(self.stop), "stop", "non-empty text; an empty stop string would stop at once"),
         ]
         return [(attr, rule) for ok, attr, rule in checks if not ok]
 
@@ -70,7 +70,8 @@ class SamplingSettings:
         """Self, or a StoryError naming the first setting out of range as its flag is spelt."""
         for attr, rule in self.violations():
             flag = FLAGS.get(attr, attr.replace("_", "-"))
-            raise StoryError(f"invalid {flag}: {getattr(self, attr)!r} (must be {rule})")
+            value = "" if attr == "stop" else getattr(self, attr)  # the one at fault, not all
+            raise StoryError(f"invalid {flag}: {value!r} (must be {rule})")
         return self
 
     def with_changes(self, **changes) -> SamplingSettings:

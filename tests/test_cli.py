@@ -477,9 +477,13 @@ def test_in_place_still_writes_when_the_reader_goes_away(
 def test_an_empty_continuation_says_why(
     tiny_checkpoint: Path, story: Path, capsys, monkeypatch
 ) -> None:
-    from storytui.generation import Generator
+    from storytui.generation import GenerationStats, Generator
 
-    monkeypatch.setattr(Generator, "stream", lambda self, *args, **kwargs: iter(()))
+    def stream(self, *args, **kwargs):
+        self.last_stats = GenerationStats(new_tokens=1, stopped_by="eot")
+        yield from ()
+
+    monkeypatch.setattr(Generator, "stream", stream)
     code, out, err = run_cli(["continue", str(story), "-n", "5"], capsys)
     assert code == 0 and out == "\n"
     assert "the model ended the story at once" in err

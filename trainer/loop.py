@@ -280,9 +280,7 @@ class _Run:
         name = self.spec.name
         latest, model = run_state.latest_dir(name), paths.model_dir(name)
         if latest.exists():
-            raise StoryError(
-                f"{latest} already exists: pick another --out, or add --resume to continue that run"
-            )
+            raise StoryError(_name_taken_by_a_run(name, latest))
         if not model.exists():
             return
         if not run_state.stopped_before_latest(name):
@@ -732,6 +730,29 @@ class _Run:
         if self.spec.time_budget_s and self._elapsed() > self.spec.time_budget_s:
             return STOP_REASONS.index("time budget")
         return 0
+
+
+def _name_taken_by_a_run(name: str, latest: Path) -> str:
+    """Why ``--out NAME`` is refused while ``runs/NAME/latest`` exists, and what to do: a run
+    that reached its last step has nothing left to resume, only to delete or keep."""
+    from storytui.checkpoint import read_meta
+
+    try:
+        meta = read_meta(latest)
+        done, total = meta.steps, int(meta.extra["run"]["total_steps"])
+    except (StoryError, KeyError, TypeError, ValueError):
+        done = total = None  # unreadable: say what --resume itself would find out
+    delete = f"delete it with `storytui models rm {name}`"
+    if done is not None and done >= total:
+        return (
+            f"run {name!r} already exists and finished ({done} of {total} steps): pick "
+            f"another --out, or {delete}"
+        )
+    stopped = f" (it stopped at step {done} of {total})" if done is not None else ""
+    return (
+        f"{latest} already exists{stopped}: add --resume to continue that run, pick another "
+        f"--out, or {delete}"
+    )
 
 
 def device_memory(device: torch.device) -> int | None:

@@ -331,6 +331,12 @@ def resume_spec(name: str, stage: str, *, device: str = "auto", compile: bool = 
             f"run {name!r} is a {meta.stage} run; resume it with `storytui train {meta.stage} "
             f"--out {name} --resume`"
         )
+    total = run.get("total_steps")
+    if isinstance(total, int) and meta.steps >= total:
+        raise StoryError(
+            f"run {name!r} already finished ({meta.steps:,} of {total:,} steps): nothing to "
+            f"resume; its model is {paths.model_dir(name)}"
+        )
     tokenizer = checkpoint_tokenizer(latest, meta)
     options = run.get("options", {})
     if stage == "pretrain":
