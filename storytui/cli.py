@@ -91,6 +91,8 @@ def _terminal_problem() -> str | None:
     """Why the app could not run here (None: it can): it reads keys from standard input and
     draws on standard error (standard output on Windows), as Textual's drivers do. Without a
     terminal there it would draw into a file or pipe and wait for keys that never come."""
+    if os.environ.get("TEXTUAL_DRIVER"):  # another driver (`textual serve`) talks its own way
+        return None
     windows = os.name == "nt"
     screen = sys.__stdout__ if windows else sys.__stderr__
     where = "standard output" if windows else "standard error"
