@@ -14,6 +14,7 @@ from tests.tui_pilot import (
     new_app,
     open_and_continue,
     run,
+    script_model,
     use_sampling,
     wait_for,
     wait_ready,
@@ -276,6 +277,36 @@ def test_retry_and_alternatives_act_only_on_the_continuation_at_the_cursor(tiny_
             app.editor.move_cursor(app.editor.document.end)
             await pilot.pause()
             assert "alt 2/2" in app.status_text()
+
+    run(scenario())
+
+
+def test_alternatives_of_a_retry_made_after_an_edit_elsewhere_swap_in_place(
+    tiny_checkpoint, monkeypatch
+):
+    """After an edit elsewhere the retry's undo step replaces the old variant instead of
+    inserting; cycling takes that step back to the old variant, not to nothing."""
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*"Anna ran.")
+            script_model(app, monkeypatch, [" She", " slept."])
+            await continue_story(app, pilot)
+            await pilot.press("home", "x")  # the continuation's undo step is no longer on top
+            app.editor.move_cursor(app.editor.location_of(15))
+            script_model(app, monkeypatch, [" She", " woke."])
+            await continue_story(app, pilot, key="ctrl+r")
+            assert app.editor.text == "xAnna ran. She woke."
+            await pilot.press("f3")
+            assert app.editor.text == "xAnna ran. She slept."
+            await pilot.press("f4")
+            assert app.editor.text == "xAnna ran. She woke."
+            await pilot.press("ctrl+z")  # the retry, then the typing
+            assert app.editor.text == "xAnna ran. She slept."
+            await pilot.press("ctrl+z")
+            assert app.editor.text == "Anna ran. She slept."
 
     run(scenario())
 

@@ -11,7 +11,7 @@ from storytui import paths
 from storytui.checkpoint import NO_MODEL_HINT
 from storytui.sampling import SamplingSettings
 from storytui.tui.app import NO_MODEL, READY
-from storytui.tui.commands import COMMANDS, EDITOR_KEYS
+from storytui.tui.commands import COMMANDS, EDITOR_KEYS, FIND_BAR_COMMANDS
 from storytui.tui.editor import StoryEditor
 from storytui.tui.help import HelpScreen, keys_table
 from storytui.tui.model_picker import ModelPicker
@@ -214,7 +214,7 @@ def test_every_action_has_a_key_a_palette_entry_and_help(tiny_checkpoint):
             await pilot.press("f1")
             assert isinstance(app.screen, HelpScreen)
             table = keys_table()
-            assert table.row_count == len(COMMANDS) + len(EDITOR_KEYS)
+            assert table.row_count == len(COMMANDS) + len(FIND_BAR_COMMANDS) + len(EDITOR_KEYS)
             keys = [str(cell) for cell in table.columns[0]._cells]
             assert "F5 / ctrl+g" in keys and "ctrl+z" in keys
             editor = app.query_one(StoryEditor)

@@ -97,3 +97,39 @@ def test_type_continue_save_and_quit_in_a_real_terminal(tiny_checkpoint, storytu
         pane.close()
     assert story.read_text() == opening + expected
     print(f"\nlaunch to editor {interactive:.2f}s, to model ready {ready:.2f}s")
+
+
+def test_find_and_replace_keys_reach_the_app_in_a_real_terminal(storytui_home, tmp_path):
+    """ctrl+f, the arrows and alt+a as a terminal sends them (alt as ESC + key)."""
+    story = tmp_path / "tale.txt"
+    story.write_text("The keeper slept.\nThe Keeper woke.\n")
+    env = {
+        "STORYTUI_HOME": str(storytui_home),
+        "STORYTUI_BUNDLED_MODEL": str(storytui_home / "no-bundled-model"),
+        "TERM": "xterm-256color",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    pane = Pane([sys.executable, "-m", "storytui.cli", str(story)], env)
+    try:
+        pane.wait_for("words")
+        pane.keys("C-f")
+        pane.keys("keeper", literal=True)
+        pane.wait_for("1 of 2")
+        pane.keys("Down")
+        pane.wait_for("2 of 2")
+        pane.keys("C-f")
+        pane.keys("guard", literal=True)
+        pane.keys("M-a")
+        pane.wait_for("replaced 2 matches")
+        pane.wait_for("tale.txt · modified")
+        pane.keys("Escape")
+        pane.keys("C-s")
+        pane.wait_for("tale.txt · saved")
+        pane.keys("C-q")
+        deadline = time.monotonic() + 20
+        while pane.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pane.running(), f"the app did not quit; the pane shows:\n{pane.text()}"
+    finally:
+        pane.close()
+    assert story.read_text() == "The guard slept.\nThe guard woke.\n"

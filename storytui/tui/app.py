@@ -4,8 +4,8 @@ The editor is usable at once: torch and the model load in a background thread wh
 types (``model_loader``). Continuations stream from a thread worker into the editor at the
 cursor (``cowriter``); whenever the writer pauses, the story up to the cursor is encoded ahead
 so that F5 answers at once (``encode_ahead``); files are saved, autosaved and recovered by
-``file_actions``. This module wires them to the screen: layout, keys, panel, model picker, help
-and the status bar.
+``file_actions``; ctrl+f finds and replaces in the story (``find_bar``). This module wires them
+to the screen: layout, keys, panel, model picker, help and the status bar.
 
 Nothing here imports torch at module level: ``storytui.sampling``, ``storytui.checkpoint`` and
 ``storytui.session`` are imported by the loader thread, and by the UI thread only after that.
@@ -14,6 +14,7 @@ Nothing here imports torch at module level: ``storytui.sampling``, ``storytui.ch
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,7 +29,7 @@ from textual.widgets import Footer, Static, TextArea
 
 from storytui import paths
 from storytui.errors import StoryError
-from storytui.tui.commands import COMMANDS, display_key
+from storytui.tui.commands import COMMANDS, FIND_BAR_COMMANDS, bindings_for
 from storytui.tui.continuations import (
     PROBABILITY_BUCKETS,
     Continuation,
@@ -40,6 +41,8 @@ from storytui.tui.dialogs import TokenAlternatives, whole_alternatives
 from storytui.tui.editor import StoryEditor
 from storytui.tui.encode_ahead import EncodeAhead
 from storytui.tui.file_actions import FileActions
+from storytui.tui.find import Span
+from storytui.tui.find_bar import FindBar
 from storytui.tui.help import HelpScreen
 from storytui.tui.model_loader import ModelLoaded, StackReady, load_in_thread
 from storytui.tui.model_picker import ModelPicker
@@ -70,22 +73,8 @@ def probability_legend(no_color: bool) -> str:
 
 
 def _bindings() -> list[Binding]:
-    """App key bindings from the command table (F5 and Esc as the help screen writes them;
-    ctrl keys in Textual's own ^g), then tab and shift+tab."""
-    bindings = []
-    for command in COMMANDS:
-        first = command.keys.split(",")[0]
-        display = display_key(first)
-        bindings.append(
-            Binding(
-                command.keys,
-                command.action,
-                command.label,
-                key_display=display if display != first else None,
-                tooltip=command.help,
-            )
-        )
-    return bindings + _focus_bindings()
+    """App key bindings from the command table, then tab and shift+tab."""
+    return bindings_for(COMMANDS) + _focus_bindings()
 
 
 def _focus_bindings() -> list[Binding]:
@@ -159,6 +148,8 @@ class StoryApp(FileActions, App[None]):
         with Horizontal(id="body"):
             yield self._editor
             yield SidePanel(self.prompt, self.memory, id="panel")
+        self.find_bar = FindBar(self._editor, self._replace_found, id="find-bar")
+        yield self.find_bar
         self._notice_line = Static("", id="notice")
         self._status_line = Static("", id="status")
         yield self._notice_line
@@ -464,6 +455,21 @@ class StoryApp(FileActions, App[None]):
 
     def _writer_edit(self, old: str, new: str, step: HistoryStep | None) -> None:
         self.continuations.writer_edit(old, new, step)
+        self._after_writer_edit()
+
+    def _replace_found(self, spans: Sequence[Span], replacement: str) -> str | None:
+        """The find bar's replace, as the writer's edit: one undo step, every continuation
+        it does not touch kept where it is; refused (the reason returned) while the model
+        writes, as the text is the model's until it stops."""
+        if self.job is not None:
+            return "the model is writing: stop it first (Esc in the story), then replace"
+        entry = self.editor.replace_spans(spans, replacement)
+        size = len(replacement)
+        self.continuations.writer_replaced([(s, e - s, size) for s, e in spans], entry)
+        self._after_writer_edit()
+        return None
+
+    def _after_writer_edit(self) -> None:
         self._refresh_marks()
         self._status_dirty = True
         self.refresh_bindings()
@@ -471,6 +477,10 @@ class StoryApp(FileActions, App[None]):
 
     def _refresh_marks(self) -> None:
         self.editor.set_marks(self.continuations.marks(self.settings.show_probabilities))
+
+    @on(TextArea.Changed, "#story")
+    def _story_changed(self) -> None:
+        self.find_bar.story_changed()
 
     @on(TextArea.SelectionChanged, "#story")
     def _cursor_moved(self) -> None:
@@ -545,6 +555,9 @@ class StoryApp(FileActions, App[None]):
         self._save_settings()
         self._load_model(path)
 
+    def action_find(self) -> None:
+        self.find_bar.open()
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -552,6 +565,9 @@ class StoryApp(FileActions, App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide what cannot apply now, so the footer shows what the writer can do."""
         generating = self.job is not None
+        if action == "find":  # not over a dialog; in the bar, ctrl+f is the bar's own
+            bar = self.find_bar
+            return self.screen is bar.screen and not bar.has_focus_within
         if action == "stop":
             return generating
         if action == "continue":
@@ -568,10 +584,17 @@ class StoryApp(FileActions, App[None]):
 
     def get_system_commands(self, screen: Screen):
         """The command palette: every action from the key table, then Textual's own."""
-        ours = {command.label.lower() for command in COMMANDS} | {"quit", "keys"}
+        ours = {command.label.lower() for command in COMMANDS + FIND_BAR_COMMANDS}
+        ours |= {"quit", "keys"}
         for command in COMMANDS:
             yield SystemCommand(
                 command.label, command.help, partial(self.run_action, command.action)
+            )
+        for command in FIND_BAR_COMMANDS:
+            yield SystemCommand(
+                command.label,
+                command.help,
+                partial(self.run_action, command.action, self.find_bar),
             )
         yield SystemCommand("Undo", "Undo typing, or a whole continuation", self.editor.action_undo)
         yield SystemCommand("Redo", "Redo what was undone", self.editor.action_redo)

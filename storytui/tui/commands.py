@@ -7,7 +7,10 @@ combinations many terminals cannot send; F-keys have ctrl/alt twins for terminal
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from textual.binding import Binding
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,10 @@ class Command:
     keys: str  # Textual key names, comma separated; the first is shown in the footer
     label: str  # short footer label
     help: str  # one line for the palette and the help screen
+    show: bool = True  # in the footer (when it applies); every command is in the palette
+    # Run as the key arrives, before the keys behind it (for keys that move the focus: typed
+    # right after ctrl+f, "keeper" goes into the find field, not the story).
+    priority: bool = False
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -58,7 +65,66 @@ COMMANDS: tuple[Command, ...] = (
     Command("save_as", "f12", "Save as", "Save the story under a new name"),
     Command("open", "ctrl+o", "Open", "Open a story file"),
     Command("new", "ctrl+n", "New", "Start a new story in the draft"),
+    Command(
+        "find",
+        "ctrl+f",
+        "Find",
+        "Find in the story (the selection or the last search)",
+        priority=True,
+    ),
     Command("quit", "ctrl+q", "Quit", "Quit (asks before dropping unsaved changes)"),
+)
+
+# Keys of the find bar (``find_bar.py``), which binds them while one of its fields has focus;
+# the actions are the bar's, and work from the palette with the bar closed too. They run as they
+# arrive (priority): Esc and ctrl+f move the focus, and the typing right behind them follows.
+# Enter is the fields' own key (next, or in the replace field replace then next). Replace all is
+# alt+a because ctrl+a is "start of the line" in every field and ctrl+enter and the like do not
+# reach the app in many terminals; the palette's "Replace all" serves terminals that keep alt.
+FIND_BAR_COMMANDS: tuple[Command, ...] = (
+    Command(
+        "find_next",
+        "enter,down",
+        "Next match",
+        "Find bar: the next match, round to the first after the last",
+        priority=True,
+    ),
+    Command(
+        "find_previous",
+        "shift+enter,up",
+        "Previous match",
+        "Find bar: the previous match, round to the last before the first",
+        show=False,
+        priority=True,
+    ),
+    Command(
+        "toggle_replace",
+        "ctrl+f",
+        "Replace",
+        "Find bar: show the replace field, or move between it and the find field",
+        priority=True,
+    ),
+    Command(
+        "replace_one",
+        "enter",
+        "Replace match",
+        "Find bar: Enter in the replace field replaces the selected match and finds the next",
+        show=False,
+    ),
+    Command(
+        "replace_all",
+        "alt+a",
+        "Replace all",
+        "Find bar: replace every match (ctrl+z takes it back in one step)",
+        priority=True,
+    ),
+    Command(
+        "close",
+        "escape",
+        "Close find",
+        "Find bar: close it and go back to the story, the match selected",
+        priority=True,
+    ),
 )
 
 # Keys the editor itself handles, listed on the help screen.
@@ -87,3 +153,26 @@ def display_key(keys: str) -> str:
         key = {"question_mark": "?", "escape": "Esc"}.get(key, key)
         names.append(key.upper() if key.startswith("f") and key[1:].isdigit() else key)
     return " / ".join(names)
+
+
+def bindings_for(commands: Iterable[Command], skip: frozenset[str] = frozenset()) -> list[Binding]:
+    """Key bindings for ``commands``, leaving out the keys in ``skip`` (a widget's own); the
+    footer shows F5 and Esc as the help screen writes them, ctrl keys in Textual's own ^g."""
+    bindings = []
+    for command in commands:
+        keys = [key for key in command.keys.split(",") if key not in skip]
+        if not keys:
+            continue
+        display = display_key(keys[0])
+        bindings.append(
+            Binding(
+                ",".join(keys),
+                command.action,
+                command.label,
+                show=command.show,
+                priority=command.priority,
+                key_display=display if display != keys[0] else None,
+                tooltip=command.help,
+            )
+        )
+    return bindings

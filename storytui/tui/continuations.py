@@ -12,7 +12,9 @@ All offsets are str indices into the editor's text, which always uses ``\\n`` li
 from __future__ import annotations
 
 import bisect
+import itertools
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -150,6 +152,7 @@ class Continuation:
     variants: list[Variant] = field(default_factory=lambda: [Variant()])
     current: int = 0
     history_entry: Any = None  # the editor's undo entry that inserted the shown variant
+    history_base: str = ""  # the text that entry replaced ("" unless edited around since)
 
     @property
     def variant(self) -> Variant:
@@ -175,6 +178,7 @@ class Mark:
 
 
 UNDO, REDO = "undo", "redo"
+Replacement = tuple[int, int, int]  # (start, old length, new length) of a replaced span
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,7 @@ class ContinuationLog:
     def __init__(self) -> None:
         self.live: list[Continuation] = []
         self.undone: list[Continuation] = []
+        self._replacements: list[tuple[Any, tuple[Replacement, ...]]] = []  # (undo entry, spans)
 
     # ------------------------------------------------------------------ lookup
 
@@ -261,6 +266,7 @@ class ContinuationLog:
     def clear(self) -> None:
         self.live.clear()
         self.undone.clear()
+        self._replacements.clear()
 
     # ------------------------------------------------------------------ changes made by the writer
 
@@ -288,8 +294,44 @@ class ContinuationLog:
             else:
                 self.undone.remove(continuation)  # not its text: nothing to bring back
                 self._follow(old, new)
+        elif (spans := self._replacement_moved_by(step)) is not None:
+            self._follow_spans(spans)
         else:
             self._follow(old, new)
+
+    def writer_replaced(self, spans: Sequence[Replacement], entry: Any) -> None:
+        """Follow the writer's replace (find and replace): each ``(start, old length, new
+        length)`` span, in story order and not overlapping, changed in the one undo step
+        ``entry``.
+
+        Unlike ``_follow``, which sees only the stretch from the first change to the last,
+        this moves a continuation between two replaced words along untouched; one holding a
+        replaced word counts as edited. Undoing or redoing ``entry`` is followed as exactly.
+        """
+        self._follow_spans(spans)
+        self.undone.clear()
+        self._replacements.append((entry, tuple(spans)))
+        del self._replacements[: -self.MAX_UNDONE]
+
+    def _replacement_moved_by(self, step: HistoryStep) -> tuple[Replacement, ...] | None:
+        """The spans an undo or redo of a recorded replace changes (undo: in reverse)."""
+        if len(step.entries) != 1:
+            return None
+        for entry, spans in self._replacements:
+            if entry is step.entries[0]:
+                return spans if step.kind == REDO else _reversed_spans(spans)
+        return None
+
+    def _follow_spans(self, spans: Sequence[Replacement]) -> None:
+        """Move continuations past replaced spans; unmark the ones a span touches."""
+        ends = [start + old for start, old, _ in spans]
+        shifts = list(itertools.accumulate((new - old for _, old, new in spans), initial=0))
+        for continuation in list(self.live):
+            index = bisect.bisect_right(ends, continuation.start)  # spans wholly before it
+            if index < len(spans) and spans[index][0] < continuation.end:
+                self.live.remove(continuation)
+            else:
+                continuation.start += shifts[index]
 
     def _take_back(self, continuation: Continuation, growth: int) -> None:
         """Its undo entry was undone: file it away and move the others along."""
@@ -343,6 +385,15 @@ class ContinuationLog:
                     )
         marks.sort(key=lambda mark: mark.start)
         return marks
+
+
+def _reversed_spans(spans: Sequence[Replacement]) -> tuple[Replacement, ...]:
+    """The spans that take a replace back, in the text after it."""
+    reversed_spans, shift = [], 0
+    for start, old, new in spans:
+        reversed_spans.append((start + shift, new, old))
+        shift += new - old
+    return tuple(reversed_spans)
 
 
 def probability_kind(prob: float) -> str:

@@ -226,17 +226,19 @@ class CoWriter:
     def _detach(self, continuation: Continuation) -> str:
         """Take ``continuation``'s text out of the undo history if nothing was edited since.
 
-        Returns the text the history now expects at the continuation's start: "" when its undo
-        step could be taken back, else the shown variant (which is then replaced as one step).
+        Returns the text the history now expects at the continuation's start: what its undo
+        step replaced when that step could be taken back ("", or the variant shown before it
+        when it replaced one: a retry after an edit elsewhere), else the shown variant (which
+        is then replaced as one step).
         """
         editor = self.editor
         entry = continuation.history_entry
         continuation.history_entry = None
         if entry is not None and editor.undo_entry_on_top(entry):
-            end = continuation.end
+            end, base = continuation.end, continuation.history_base
             editor.undo_quietly()
-            self.continuations.replaced(continuation.start, end, 0, owner=continuation)
-            return ""
+            self.continuations.replaced(continuation.start, end, len(base), owner=continuation)
+            return base
         return continuation.text
 
     def _commit(self, continuation: Continuation, base: str, shown: str) -> None:
@@ -257,5 +259,6 @@ class CoWriter:
         with editor.app_edit(record=True, follow=False):
             editor.history.checkpoint()
             continuation.history_entry = editor.replace_span(start, start + len(base), text)
+            continuation.history_base = base
             editor.history.checkpoint()
         editor.selection = selection

@@ -13,6 +13,11 @@ What it adds to Textual's TextArea:
 * ``typed_ahead``: what the writer types while the model writes (the editor is read-only then):
   kept, announced with ``TypedAhead`` so that the app stops the model, and typed in once it
   has (``type_ahead_in``). Keys that would change text already there stop the model too.
+* ``version``: counts every change to the text, so what was worked out from one text (the find
+  bar's matches) can tell it is out of date without comparing texts.
+* ``find_marks``: the find bar's matches, drawn with ``story-editor--find-match`` while they
+  still belong to the text (same ``version``); ``replace_spans`` replaces several spans as one
+  undo step.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from textual.widgets import TextArea
 from textual.widgets.text_area import Edit, EditHistory, Location
 
 from storytui.tui.continuations import REDO, UNDO, HistoryStep, Mark
+from storytui.tui.find import Span, moved_offset, replaced_region
 
-MARK_STYLES = ("generated", "prob-high", "prob-mid", "prob-low", "prob-rare")
+MARK_STYLES = ("generated", "prob-high", "prob-mid", "prob-low", "prob-rare", "find-match")
 STOPPING_KEYS = frozenset({"backspace", "delete", "ctrl+w", "ctrl+u", "ctrl+k", "ctrl+v"})
 
 
@@ -89,6 +95,8 @@ class StoryEditor(TextArea):
         self._app_edit_depth = 0
         self._line_starts: list[int] | None = None
         self._hold_scroll = False
+        self.version = 0
+        self.find_marks: tuple[int, Sequence[int], int] = (0, (), 0)  # (version, starts, length)
 
     # ------------------------------------------------------------------ typing while it writes
 
@@ -145,11 +153,16 @@ class StoryEditor(TextArea):
 
     def load_text(self, text: str) -> None:
         super().load_text(text)
-        self._line_starts = None
+        self._forget_offsets()
         self._snapshot = self.text
 
-    def _text_changed(self, step: HistoryStep | None = None) -> None:
+    def _forget_offsets(self) -> None:
+        """The text changed: line starts are recounted when next needed."""
         self._line_starts = None
+        self.version += 1
+
+    def _text_changed(self, step: HistoryStep | None = None) -> None:
+        self._forget_offsets()
         if self._app_edit_depth:
             return
         old, new = self._snapshot, self.text
@@ -225,6 +238,20 @@ class StoryEditor(TextArea):
         self.edit(edit)
         return edit
 
+    def replace_spans(self, spans: Sequence[Span], replacement: str) -> Edit:
+        """Put ``replacement`` in each of ``spans`` (in story order) as one undo step: one edit
+        from the first to the last, so a thousand replacements cost one re-wrap. The cursor
+        keeps its place in the text around it. Unreported: the caller tells the record."""
+        first, last = spans[0][0], spans[-1][1]
+        region = replaced_region(self.text, spans, replacement)
+        cursor = self.cursor_index
+        with self.app_edit(record=True):
+            self.history.checkpoint()
+            edit = self.replace_span(first, last, region)
+            self.history.checkpoint()
+        self.move_cursor(self.location_of(moved_offset(cursor, spans, len(replacement))))
+        return edit
+
     def undo_entry_on_top(self, entry: object) -> bool:
         """Is ``entry`` alone in the newest undo step (nothing edited since it)?"""
         stack = self.history.undo_stack
@@ -234,7 +261,7 @@ class StoryEditor(TextArea):
         """Undo the newest step as an app change (not reported to ``on_writer_edit``)."""
         with self.app_edit(record=True):
             super().undo()
-            self._line_starts = None
+            self._forget_offsets()
 
     # ------------------------------------------------------------------ marks
 
@@ -244,9 +271,16 @@ class StoryEditor(TextArea):
         self.notify_style_update()  # drops the line cache so every line is drawn again
         self.refresh()
 
+    def set_find_marks(self, starts: Sequence[int], length: int) -> None:
+        """Mark ``length`` characters at each of ``starts`` (sorted) in the text as it is now."""
+        self.find_marks = (self.version, starts, length)
+        self.notify_style_update()
+        self.refresh()
+
     def get_line(self, line_index: int):
         line = super().get_line(line_index)
-        if not self.marks:
+        version, find_starts, _ = self.find_marks
+        if not self.marks and not (find_starts and version == self.version):
             return line
         start = self._starts()[line_index]
         end = start + len(line.plain)
@@ -258,4 +292,16 @@ class StoryEditor(TextArea):
                 continue
             style = self.get_component_rich_style(f"story-editor--{mark.kind}")
             line.stylize(style, max(mark.start - start, 0), min(mark.end, end) - start)
+        if version == self.version:
+            self._mark_found(line, start, end)
         return line
+
+    def _mark_found(self, line, start: int, end: int) -> None:
+        """Style the find bar's matches on the line holding ``[start, end)``."""
+        _, starts, length = self.find_marks
+        style = self.get_component_rich_style("story-editor--find-match")
+        index = bisect.bisect_left(starts, start - length + 1)  # the first that reaches it
+        while index < len(starts) and starts[index] < end:
+            found = starts[index]
+            line.stylize(style, max(found - start, 0), min(found + length, end) - start)
+            index += 1

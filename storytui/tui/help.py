@@ -11,13 +11,13 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
-from storytui.tui.commands import COMMANDS, EDITOR_KEYS, display_key
+from storytui.tui.commands import COMMANDS, EDITOR_KEYS, FIND_BAR_COMMANDS, display_key
 
 ABOUT = (
     "Write in the editor; F5 lets the model continue from the cursor. Generated text stays "
     "highlighted until you edit it or keep it (ctrl+t). Retry, or cycle through alternatives "
-    "with F3/F4. Prompt and memory (F2) are shown to the model before the story and saved in "
-    "FILE.storytui.json next to the story."
+    "with F3/F4. ctrl+f finds in the story (ctrl+f again: replace). Prompt and memory (F2) "
+    "are shown to the model before the story and saved in FILE.storytui.json next to the story."
 )
 
 
@@ -26,7 +26,7 @@ def keys_table() -> Table:
     table = Table(box=None, expand=True, show_edge=False, pad_edge=False)
     table.add_column("Key", no_wrap=True, style="bold")
     table.add_column("Action", ratio=1)
-    for command in COMMANDS:
+    for command in COMMANDS + FIND_BAR_COMMANDS:
         table.add_row(display_key(command.keys), command.help)
     for keys, description in EDITOR_KEYS:
         table.add_row(keys, description)
