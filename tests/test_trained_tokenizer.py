@@ -82,7 +82,8 @@ def test_pretraining_with_it_then_finetuning_carries_it_in_every_checkpoint(
     assert train_vocabulary(capsys, "--name", "custom-300", "--force", size=270)[0] == 0
     trained_tokenizer_path("custom-300").unlink()
     assert load_checkpoint(model).tokenizer.hash == checkpoint.tokenizer.hash
-    assert resume_spec("own", "pretrain", device="cpu").tokenizer.hash == checkpoint.tokenizer.hash
+    latest = load_checkpoint(paths.run_dir("own") / "latest")  # what --resume would train on
+    assert latest.tokenizer.hash == checkpoint.tokenizer.hash
     code, out, _ = run_cli(["models", "info", "own"], capsys)
     assert code == 0 and "custom-300" in out and "tokenizer.tiktoken, in the checkpoint" in out
 
@@ -280,8 +281,7 @@ def test_a_resumed_run_trains_on_its_own_vocabularys_shards(books, capsys):
     from trainer.stages import pretrain_spec
 
     assert train_vocabulary(capsys, "--name", "mine")[0] == 0
-    first = ["train", "pretrain", *FAST, "--tokenizer", "mine", "--out", "first"]
-    assert run_cli([*first, "--max-steps", "1"], capsys)[0] == 0
+    assert halted_run("first", tokenizer="mine").stopped_by == "halt"
     assert train_vocabulary(capsys, "--name", "mine", "--force", size=280)[0] == 0
     second = pretrain_spec("second", "tiny", None, {}, tokenizer="mine", device="cpu")
     resumed = resume_spec("first", "pretrain", device="cpu")
@@ -290,9 +290,19 @@ def test_a_resumed_run_trains_on_its_own_vocabularys_shards(books, capsys):
     assert resumed.data.directory != second.data.directory
 
 
+def halted_run(name: str, tokenizer: str | None = None):
+    """A run stopped after its first of four steps, as if interrupted: one to resume."""
+    from trainer.loop import train
+    from trainer.stages import pretrain_spec
+
+    overrides = {**train_corpus.FAST, "max_steps": 4}
+    spec = pretrain_spec(name, "tiny", None, overrides, tokenizer=tokenizer, device="cpu")
+    spec.halt_after_steps, spec.sample_tokens = 1, 0
+    return train(spec)
+
+
 def test_damaged_training_state_is_one_line_on_resume(books, capsys):
-    base = ["train", "pretrain", *FAST, "--out", "r", "--max-steps", "1"]
-    assert run_cli(base, capsys)[0] == 0
+    assert halted_run("r").stopped_by == "halt"
     state = paths.run_dir("r") / "latest" / "state.pt"
     state.write_bytes(state.read_bytes()[:1000])
     code, _, err = run_cli(["train", "pretrain", "--out", "r", "--resume"], capsys)
