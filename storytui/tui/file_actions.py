@@ -411,6 +411,11 @@ class FileActions:
             self.cowriter.stop()
             self._autosave()
             self._final_autosave = False
+        if signum == getattr(signal, "SIGHUP", None):
+            # the terminal is gone: Textual's shutdown would restore it through a writer
+            # thread that died on the first write (EIO) and then wait on that thread's full
+            # queue for ever; everything is saved, so the process ends here
+            os._exit(128 + signum)
         self.exit(return_code=128 + signum)
 
     def run(self, *args, **kwargs):
