@@ -73,23 +73,13 @@ def probability_legend(no_color: bool) -> str:
 
 
 def _bindings() -> list[Binding]:
-    """App key bindings from the command table, then tab and shift+tab."""
-    return bindings_for(COMMANDS) + _focus_bindings()
+    """App key bindings from the command table.
 
-
-def _focus_bindings() -> list[Binding]:
-    """Tab and shift+tab move focus as soon as they arrive, before the keys behind them.
-
-    Textual hands each key to the widget focused when it arrives, but its own tab binding
-    (the screen's) runs only once the key has come back up from that widget; so in a fast
-    burst ("tab tab 6 4") the digits went to the field focus was leaving. A priority binding
-    runs in the app's own queue first. No widget here uses tab itself (the text areas have
-    ``tab_behavior="focus"``).
+    Tab and shift+tab stay Textual's own (the screen's), not priority bindings: a priority tab
+    moves focus before the keys ahead of it in a burst are handled, and a field's ctrl+u typed
+    just before it then reached the story's binding instead (deleting a line of the story).
     """
-    return [
-        Binding("tab", "focus_next", "Next field", show=False, priority=True),
-        Binding("shift+tab", "focus_previous", "Previous field", show=False, priority=True),
-    ]
+    return bindings_for(COMMANDS)
 
 
 class StoryApp(FileActions, App[None]):

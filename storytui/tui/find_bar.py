@@ -31,6 +31,13 @@ RECOUNT_SECONDS = 0.25  # after the story changes, how long the bar waits to cou
 WRAPPED_FORWARD, WRAPPED_BACK = "wrapped to the start", "wrapped to the end"
 
 
+def _short(text: str, limit: int = 40) -> str:
+    """A query or replacement as a message quotes it: one line, cut short (a selected
+    paragraph would fill the screen)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class FindBar(HorizontalGroup):
     """One line: the find field, "3 of 12", and the replace field when asked for."""
 
@@ -292,8 +299,8 @@ class FindBar(HorizontalGroup):
             return
         replacement = self.replacement_field.value
         self.notify(
-            f'replaced {count} match{"es" if count != 1 else ""} of "{matches.query}" '
-            f'with "{replacement}"',
+            f'replaced {count} match{"es" if count != 1 else ""} of "{_short(matches.query)}" '
+            f'with "{_short(replacement)}"',
             markup=False,
         )
         self._recount()
