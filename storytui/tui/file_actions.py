@@ -411,7 +411,7 @@ class FileActions:
             self.cowriter.stop()
             self._autosave()
             self._final_autosave = False
-        if signum == getattr(signal, "SIGHUP", None):
+        if signum == getattr(signal, "SIGHUP", None) and not self.is_headless:
             # the terminal is gone: Textual's shutdown would restore it through a writer
             # thread that died on the first write (EIO) and then wait on that thread's full
             # queue for ever; everything is saved, so the process ends here
