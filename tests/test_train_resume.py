@@ -159,6 +159,22 @@ def test_dropout_and_the_seed_recipe_resume_exactly():
     assert _losses("seed-part") == _losses("seed-whole")
 
 
+def _endless_run(home: Path, name: str) -> tuple[subprocess.Popen, Path]:
+    """A run far longer than any test, started and past its first logged step."""
+    train_corpus.write_books()
+    env = {**os.environ, "STORYTUI_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        _cli(home, "--out", name, "--max-steps", "100000", "--eval-every", "100000"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = paths.run_dir(name) / "metrics.jsonl"
+    _logged_step(process, metrics)
+    return process, metrics
+
+
 def _logged_step(process: subprocess.Popen, metrics: Path) -> None:
     deadline = time.monotonic() + 120
     while not (metrics.is_file() and metrics.read_text().strip()):
@@ -169,17 +185,7 @@ def _logged_step(process: subprocess.Popen, metrics: Path) -> None:
 
 def test_a_hang_up_saves_like_sigterm(storytui_home):
     """Closing the terminal (SIGHUP) killed the run with up to --eval-every steps unsaved."""
-    train_corpus.write_books()
-    env = {**os.environ, "STORYTUI_HOME": str(storytui_home), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        _cli(storytui_home, "--out", "hup", "--max-steps", "100000", "--eval-every", "100000"),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    metrics = paths.run_dir("hup") / "metrics.jsonl"
-    _logged_step(process, metrics)
+    process, metrics = _endless_run(storytui_home, "hup")
     process.send_signal(signal.SIGHUP)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 129, err
@@ -191,17 +197,7 @@ def test_a_hang_up_saves_like_sigterm(storytui_home):
 
 def test_a_closed_output_pipe_saves_and_stops(storytui_home):
     """`storytui train ... | head` used to die at the first line after head left, unsaved."""
-    train_corpus.write_books()
-    env = {**os.environ, "STORYTUI_HOME": str(storytui_home), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        _cli(storytui_home, "--out", "pipe", "--max-steps", "100000", "--eval-every", "100000"),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    metrics = paths.run_dir("pipe") / "metrics.jsonl"
-    _logged_step(process, metrics)
+    process, metrics = _endless_run(storytui_home, "pipe")
     process.stdout.close()  # the reader goes away, as `head` does once it has its lines
     err = process.stderr.read()
     process.wait(timeout=120)
