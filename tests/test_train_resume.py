@@ -13,12 +13,17 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 from storytui import paths
+from storytui.cli import _mount_trainer, app
 from tests import train_corpus
 from trainer import run_state
 from trainer.loop import train
 from trainer.stages import resume_spec
+from trainer.train_cli import _run
+
+_mount_trainer()
 
 STEPS = 10
 
@@ -207,3 +212,53 @@ def test_a_closed_output_pipe_saves_and_stops(storytui_home):
     state = torch.load(paths.run_dir("pipe") / "latest" / "state.pt", weights_only=True)
     assert state["step"] >= json.loads(metrics.read_text().splitlines()[-1])["step"]
     assert (paths.model_dir("pipe") / "model.safetensors").is_file()
+
+
+class _SlowerAfter:
+    """Training batches that turn slow after the first few, as on a machine that other work
+    starts to share: the steps fitted to the time budget then no longer fit in it."""
+
+    def __init__(self, data, fast_batches: int, delay_s: float) -> None:
+        self.data, self.fast_batches, self.delay_s, self.batches = data, fast_batches, delay_s, 0
+
+    def get_batch(self, split, *args, **kwargs):
+        if split == "train":
+            self.batches += 1
+            if self.batches > self.fast_batches:
+                time.sleep(self.delay_s)
+        return self.data.get_batch(split, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.data, name)
+
+
+def test_a_run_its_time_budget_stopped_trains_on_when_resumed(capsys):
+    train_corpus.write_books()
+    spec = train_corpus.pretrain("budget", steps=40, eval_every=1000)
+    spec.time_budget_s = 1.5
+    spec.data = _SlowerAfter(spec.data, fast_batches=2, delay_s=0.3)
+    _run(spec)
+    out = capsys.readouterr().out
+    stopped = torch.load(paths.run_dir("budget") / "latest" / "state.pt", weights_only=True)
+    assert 2 < stopped["step"] < 40 and stopped["total_steps"] == 40
+    assert f"Stopped by the time budget at step {stopped['step']}/40; model saved to " in out
+    assert "storytui train pretrain --out budget --resume" in out
+    assert paths.model_dir("budget").is_dir()  # the model a budgeted run ends with is usable
+
+    # Resumed with the budget it started with: this session has its own 1.5 s, not none left.
+    again = resume_spec("budget", "pretrain", device="cpu")
+    again.data = _SlowerAfter(again.data, fast_batches=2, delay_s=0.3)
+    resumed = train(again)
+    assert resumed.stopped_by == "time budget"
+    assert stopped["step"] + 2 < resumed.steps < 40
+
+    # A budget typed with --resume replaces the saved one for this session and is not ignored.
+    result = CliRunner().invoke(
+        app, ["train", "pretrain", "--out", "budget", "--resume", "--time-budget", "10"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ignoring" not in result.output
+    assert "budget      0:10:00 for this session" in result.output
+    assert "Done: 40 steps" in result.output
+    final = torch.load(paths.run_dir("budget") / "latest" / "state.pt", weights_only=True)
+    assert final["step"] == 40

@@ -551,7 +551,13 @@ class _Run:
             self.progress.note(f"  sample: {sample!r}")
 
     def _elapsed(self) -> float:
-        return self.elapsed_before + (time.perf_counter() - self.started)
+        """Training seconds of the whole run, over every session that resumed it."""
+        return self.elapsed_before + self._session_seconds()
+
+    def _session_seconds(self) -> float:
+        """Training seconds of this process alone: what ``--time-budget`` limits, so that a
+        run its budget stopped trains on when it is resumed (a new Colab session, say)."""
+        return time.perf_counter() - self.started
 
     # -- run
 
@@ -727,7 +733,7 @@ class _Run:
             return STOP_REASONS.index("output closed")
         if self.spec.halt_after_steps is not None and self.step >= self.spec.halt_after_steps:
             return STOP_REASONS.index("halt")
-        if self.spec.time_budget_s and self._elapsed() > self.spec.time_budget_s:
+        if self.spec.time_budget_s and self._session_seconds() > self.spec.time_budget_s:
             return STOP_REASONS.index("time budget")
         return 0
 

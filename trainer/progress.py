@@ -194,7 +194,8 @@ def print_plan(console: Console, plan: Plan, head: bool = True) -> None:
     if plan.start_step:
         lines.append(f"  resuming    at step {plan.start_step:,}")
     if plan.time_budget_s:
-        lines.append(f"  budget      {hms(plan.time_budget_s)} (steps fitted to it)")
+        fitted = "for this session" if plan.start_step else "(steps fitted to it)"
+        lines.append(f"  budget      {hms(plan.time_budget_s)} {fitted}")
     for line in lines:
         console.print(line, highlight=False)
 

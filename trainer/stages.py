@@ -309,8 +309,17 @@ def finetune_spec(
     )
 
 
-def resume_spec(name: str, stage: str, *, device: str = "auto", compile: bool = False) -> RunSpec:
-    """The run saved in ``runs/NAME/latest``, rebuilt exactly as it started (same data, same hp)."""
+def resume_spec(
+    name: str,
+    stage: str,
+    *,
+    device: str = "auto",
+    compile: bool = False,
+    time_budget_s: float | None = None,
+) -> RunSpec:
+    """The run saved in ``runs/NAME/latest``, rebuilt exactly as it started (same data, same hp).
+    ``time_budget_s`` limits this session only (default: the budget the run started with); the
+    steps stay those the run planned."""
     from storytui import paths
     from storytui.checkpoint import checkpoint_tokenizer, read_meta
     from trainer.run_state import LATEST
@@ -362,7 +371,7 @@ def resume_spec(name: str, stage: str, *, device: str = "auto", compile: bool = 
         device=device,
         compile=compile,
         resume=True,
-        time_budget_s=run.get("time_budget_s"),
+        time_budget_s=time_budget_s if time_budget_s is not None else run.get("time_budget_s"),
         options=options,
         **sample,
     )
@@ -383,12 +392,10 @@ def ignored_on_resume(name: str, requested: dict[str, Any]) -> list[str]:
     run = meta.extra.get("run", {}) if isinstance(meta.extra, dict) else {}
     hp = run.get("hp", {})
     options = run.get("options", {})
-    budget = run.get("time_budget_s")
     saved: dict[str, Any] = {
         "--preset": meta.preset,
         "--recipe": run.get("recipe", "storytui"),
         "--seed": run.get("seed", DEFAULT_SEED),
-        "--time-budget": None if budget is None else budget / 60.0,
         "--from": meta.parent,
         "--mask-prompt": options.get("mask_prompt", True),
         "--tales": options.get("tales", False),

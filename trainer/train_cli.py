@@ -52,7 +52,11 @@ MaxTokens = Annotated[
 ]
 TimeBudget = Annotated[
     float | None,
-    typer.Option("--time-budget", help="Minutes: steps are fitted to it from measured speed."),
+    typer.Option(
+        "--time-budget",
+        help="Minutes this session may train; a new run fits its steps to it from measured "
+        "speed, a resumed one keeps its steps.",
+    ),
 ]
 BatchSize = Annotated[
     int | None, typer.Option("--batch-size", help="Sequences per micro-batch (per process).")
@@ -125,10 +129,12 @@ def pretrain(
     )
     _check_name(out)
     if resume:
-        given = _given(ctx, preset=preset, recipe=recipe, time_budget=time_budget, seed=seed)
+        given = _given(ctx, preset=preset, recipe=recipe, seed=seed)
         given |= _given(ctx, tokenizer=tokenizer, rebuild_data=rebuild_data, **overrides)
         _warn_ignored(out, given)
-        spec = stages.resume_spec(out, "pretrain", device=device, compile=compile)
+        spec = stages.resume_spec(
+            out, "pretrain", device=device, compile=compile, time_budget_s=_minutes(time_budget)
+        )
     else:
         spec = stages.pretrain_spec(
             out,
@@ -197,10 +203,12 @@ def finetune(
     )
     _check_name(out)
     if resume:
-        given = _given(ctx, parent=parent, recipe=recipe, time_budget=time_budget, seed=seed)
+        given = _given(ctx, parent=parent, recipe=recipe, seed=seed)
         given |= _given(ctx, mask_prompt=mask_prompt, tales=tales, rebuild_data=rebuild_data)
         _warn_ignored(out, given | _given(ctx, **overrides))
-        spec = stages.resume_spec(out, "finetune", device=device, compile=compile)
+        spec = stages.resume_spec(
+            out, "finetune", device=device, compile=compile, time_budget_s=_minutes(time_budget)
+        )
     else:
         if not parent:
             raise StoryError("finetune needs --from MODEL (a pretrained model to start from)")
@@ -301,6 +309,12 @@ def _run(spec) -> None:
                 file=sys.stderr,
             )
         sys.exit(code)
+    if result.stopped_by == "time budget" and result.steps < result.total_steps:
+        typer.echo(
+            f"Stopped by the time budget at step {result.steps:,}/{result.total_steps:,}; "
+            f"model saved to {result.model_dir} (train the remaining steps with `{command}`)"
+        )
+        return
     val = (
         f", val loss {result.val_loss:.4f}"
         + (f", {result.val_bpb:.4f} bits/byte" if result.val_bpb else "")
