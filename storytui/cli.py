@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         args = ["open", *args]
     _mount_trainer()
     try:
-        code = app(args=args, prog_name="storytui", standalone_mode=False)
+        code = app(args=args, prog_name="storytui", standalone_mode=False, **_help_layout())
     except StoryError as exc:
         _fail(str(exc), 1)
     except (typer.Abort, KeyboardInterrupt):
@@ -362,6 +362,39 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted", 130)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _help_layout() -> dict[str, int]:
+    """Below 80 columns rich's option tables cut option names to `--in-pl…`; click's plain
+    layout keeps them whole (every group inherits the mode), at the terminal's own width
+    (click would not go below 50). Returns the context settings for ``app()``."""
+    import shutil
+
+    columns = shutil.get_terminal_size().columns
+    narrow = columns < HELP_TABLE_COLUMNS
+    app.rich_markup_mode = None if narrow else "rich"
+    if not narrow:
+        return {}
+    context = typer.Context.__mro__[1]  # click's Context, or the copy of it typer ships
+    if not getattr(context.formatter_class, "narrow", False):
+        context.formatter_class = _narrow_help_formatter(context.formatter_class)
+    return {"terminal_width": max(20, columns - 2)}
+
+
+HELP_TABLE_COLUMNS = 80  # the narrowest width at which every command's option table fits
+
+
+def _narrow_help_formatter(base: type) -> type:
+    class NarrowHelpFormatter(base):
+        """Options longer than a third of the width go on a line of their own, so that their
+        help keeps two thirds of it instead of a column too narrow for its words."""
+
+        narrow = True
+
+        def write_dl(self, rows, col_max: int = 30, col_spacing: int = 2) -> None:
+            super().write_dl(rows, min(col_max, max(8, self.width // 3)), col_spacing)
+
+    return NarrowHelpFormatter
 
 
 def _refuse_mistyped_command(args: list[str]) -> None:

@@ -497,3 +497,21 @@ def test_models_rm_takes_the_training_run_along(
     code, _, err = run_cli(["models", "rm", "tiny-test/", "-y"], capsys)
     assert code == 0, err
     assert not tiny_checkpoint.exists() and not run.exists()
+
+
+@pytest.mark.parametrize("command", [["continue"], ["train", "finetune"], ["train", "pretrain"]])
+def test_help_in_a_narrow_terminal_keeps_option_names_whole(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    code, out, _ = run_cli([*command, "--help"], capsys)
+    assert code == 0
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 40
+    for option in ("--seed", "--help"):
+        assert option in out
+    names = {"continue": "--repetition-penalty", "train": "--rebuild-data"}
+    assert names[command[0]] in out
+    if command == ["train", "finetune"]:
+        assert "--mask-prompt / --no-mask-prompt" in out
+
+    monkeypatch.setenv("COLUMNS", "100")  # wide enough for rich's tables, which it keeps
+    code, out, _ = run_cli([*command, "--help"], capsys)
+    assert code == 0 and "╭─ Options" in out and "…" not in out
