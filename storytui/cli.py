@@ -416,9 +416,11 @@ def _refuse_mistyped_command(args: list[str]) -> None:
 def _fail(message: str, code: int) -> None:
     if sys.stdout is not None:
         sys.stdout.flush()
-    print(
-        f"storytui: error: {message}" if code != 130 else "storytui: interrupted", file=sys.stderr
-    )
+    line = f"storytui: error: {message}" if code != 130 else "storytui: interrupted"
+    # one write, newline included: print() writes the newline separately, and the processes of
+    # a DDP run share one stderr, so two ranks' lines could run together
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
     sys.exit(code)
 
 

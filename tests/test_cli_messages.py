@@ -149,3 +149,27 @@ def test_an_empty_stop_string_is_one_readable_line(
         "would stop at once)\n"
     )
     assert story.read_text() == STORY
+
+
+def test_an_error_line_reaches_stderr_in_one_write(monkeypatch):
+    """The ranks of a DDP run share one stderr: a line written in two parts (print writes its
+    newline apart) can be split by another rank's line."""
+    import io
+
+    from storytui import cli
+
+    class Writes(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.calls.append(text)
+            return super().write(text)
+
+    stderr = Writes()
+    monkeypatch.setattr("sys.stderr", stderr)
+    with pytest.raises(SystemExit) as exit_info:
+        cli._fail("disk full while saving", 1)
+    assert exit_info.value.code == 1
+    assert stderr.calls == ["storytui: error: disk full while saving\n"]
