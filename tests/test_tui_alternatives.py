@@ -14,6 +14,7 @@ from tests.tui_pilot import (
     new_app,
     open_and_continue,
     run,
+    screen_lines,
     script_model,
     use_sampling,
     wait_for,
@@ -305,8 +306,91 @@ def test_alternatives_of_a_retry_made_after_an_edit_elsewhere_swap_in_place(
             assert app.editor.text == "xAnna ran. She woke."
             await pilot.press("ctrl+z")  # the retry, then the typing
             assert app.editor.text == "xAnna ran. She slept."
+            assert app.continuations.live[-1].current == 0 and "alt 1/2" in app.status_text()
             await pilot.press("ctrl+z")
             assert app.editor.text == "Anna ran. She slept."
+
+    run(scenario())
+
+
+def test_redo_after_cycling_back_past_a_retry_made_after_an_edit_elsewhere(
+    tiny_checkpoint, monkeypatch
+):
+    """F3 back to the alternative that such a retry replaced takes the retry's step out of
+    the history; ctrl+y puts it back: the retry's alternative shows, still marked."""
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*"Anna ran.")
+            script_model(app, monkeypatch, [" She", " slept."])
+            await continue_story(app, pilot)
+            await pilot.press("home", "x", "end")
+            script_model(app, monkeypatch, [" She", " woke."])
+            await continue_story(app, pilot, key="ctrl+r")
+            continuation = app.continuations.live[-1]
+            await pilot.press("f3")
+            assert app.editor.text == "xAnna ran. She slept."
+            await pilot.press("ctrl+y")
+            assert app.editor.text == "xAnna ran. She woke."
+            assert app.continuations.live == [continuation] and continuation.current == 1
+            assert [(m.start, m.end) for m in app.editor.marks] == [(10, 20)]
+            await pilot.press("f3")
+            assert app.editor.text == "xAnna ran. She slept."
+            await pilot.press("ctrl+z")  # the typing; the first continuation is in the story
+            assert app.editor.text == "Anna ran. She slept." and continuation.current == 0
+            await pilot.press("ctrl+z")
+            assert app.editor.text == "Anna ran." and not app.continuations.live
+
+    run(scenario())
+
+
+def test_undoing_a_pick_made_after_an_edit_elsewhere_keeps_the_alternatives(
+    tiny_checkpoint, monkeypatch
+):
+    """F3/F4 after an edit elsewhere swap one alternative for another in one undo step; ctrl+z
+    takes back just that step (the other alternative shows again, still marked, F3/F4 still
+    cycle) and ctrl+y puts it back, past the typing and the whole continuation."""
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*"Anna ran.")
+            script_model(app, monkeypatch, [" She", " slept."])
+            await continue_story(app, pilot)
+            script_model(app, monkeypatch, [" She", " woke."])
+            await continue_story(app, pilot, key="ctrl+r")
+            continuation = app.continuations.live[-1]
+
+            async def step(*keys: str, text: str, shown: int | None) -> None:
+                await pilot.press(*keys)
+                await pilot.pause()
+                assert app.editor.text == text
+                if shown is None:
+                    assert not app.continuations.live and app.editor.marks == []
+                    return
+                assert app.continuations.live == [continuation]
+                assert continuation.current == shown and len(continuation.variants) == 2
+                start = text.index(" She")
+                assert [(m.start, m.end) for m in app.editor.marks] == [(start, len(text))]
+
+            slept, woke = "xAnna ran. She slept.", "xAnna ran. She woke."
+            await step("f3", "ctrl+home", "x", text=slept, shown=0)  # a pick, then an edit
+            await step("ctrl+z", text=slept[1:], shown=0)  # just the edit
+            await step("ctrl+y", text=slept, shown=0)
+            await step("ctrl+end", "f4", text=woke, shown=1)  # a pick after the edit
+            await step("ctrl+z", text=slept, shown=0)
+            assert "alt 1/2" in app.status_text()
+            await step("f4", text=woke, shown=1)  # the alternatives still cycle
+            await step("ctrl+z", text=slept, shown=0)
+            await step("ctrl+y", text=woke, shown=1)
+            await step("ctrl+z", "ctrl+z", text=slept[1:], shown=0)
+            await step("ctrl+z", text="Anna ran.", shown=None)
+            await step("ctrl+y", "ctrl+y", text=slept, shown=0)
+            await step("ctrl+y", text=woke, shown=1)
+            await step("ctrl+end", "f3", text=slept, shown=0)
 
     run(scenario())
 
@@ -325,6 +409,58 @@ def test_the_status_names_the_model_that_writes_while_another_loads(tiny_checkpo
             app.model_state = LOADING  # as while a model picked with ctrl+l loads
             status = app.status_text()
             assert "tiny-test · writing…" in status and f"next: {LOADING}" in status
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.job is None, what="stop")
+
+    run(scenario())
+
+
+def test_retry_alternatives_keep_and_tokens_say_why_with_no_continuation(tiny_checkpoint):
+    """With no continuation marked the footer leaves these keys out, but each still answers,
+    from its key and from the palette: why it cannot act, and what to do instead."""
+    from textual.command import CommandPalette
+
+    use_sampling(seed=3, max_new_tokens=5000)
+    hint = "press F5 to continue the story"
+    answers = {
+        "ctrl+r": f"nothing to retry: {hint}",
+        "f3": f"no alternatives to show: {hint}",
+        "f4": f"no alternatives to show: {hint}",
+        "alt+left": f"no alternatives to show: {hint}",
+        "ctrl+t": f"nothing to keep: {hint}",
+        "f9": f"no generated text: {hint}",
+    }
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=(160, 30)) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING)
+            footer = screen_lines(app)[-1]
+            assert "F5 Continue" in footer
+            assert not any(k in footer for k in ("Retry", "Prev alt", "Next alt", "Keep", "Tokens"))
+
+            async def answer(*keys: str) -> str:
+                app.clear_notifications()
+                await pilot.press(*keys)
+                await wait_for(pilot, lambda: app._notifications, what=f"{keys}'s answer")
+                assert app.editor.text == OPENING and app.job is None
+                (notification,) = app._notifications
+                assert notification.severity == "warning"
+                return notification.message
+
+            for key, expected in answers.items():
+                assert await answer(key) == expected, key
+            await pilot.press("ctrl+p")
+            await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+            assert await answer(*"Retry", "enter") == answers["ctrl+r"]
+            await pilot.press("f5")  # while the model writes, they say so instead
+            await wait_for(pilot, lambda: app.job is not None, what="job")
+            for key in ("ctrl+r", "f3", "ctrl+t", "f9"):
+                app.clear_notifications()
+                await pilot.press(key)
+                await wait_for(pilot, lambda: app._notifications, what=f"{key}'s answer")
+                assert [n.message for n in app._notifications] == ["stop the model first (Esc)"]
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.job is None, what="stop")
 

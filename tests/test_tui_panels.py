@@ -23,7 +23,6 @@ from tests.tui_pilot import (
     continue_story,
     expected_continuation,
     new_app,
-    open_and_continue,
     run,
     screen_lines,
     text_in,
@@ -130,19 +129,84 @@ def test_a_long_validation_message_wraps_inside_the_panel(tiny_checkpoint):
     run(scenario())
 
 
-def test_the_palette_key_ends_the_footer_when_the_keys_overflow_it(tiny_checkpoint):
+def test_the_status_bar_and_the_footer_show_whole_hints_at_every_width(tiny_checkpoint, tmp_path):
+    """Too narrow for every hint, the status bar and the footer leave out whole ones, the
+    least important first (the speed, then the counts; the file and keys like Save, Model),
+    instead of cutting one mid-word ("alt" for "alt 2/2"); the palette key ends the footer."""
+    import dataclasses
+
     from textual.widgets import Footer
 
-    use_sampling(seed=3, max_new_tokens=4)
+    from storytui.tui.footer import PALETTE_KEY
+
+    use_sampling(seed=3, max_new_tokens=24)
+    story = tmp_path / "the-lighthouse-keeper.txt"
+    story.write_text("The lighthouse keeper had not seen a ship in eleven years.")
+
+    async def scenario():
+        app = new_app(story)
+        async with app.run_test(size=(160, 30)) as pilot:
+            await wait_ready(app, pilot)
+            await continue_story(app, pilot)
+            await continue_story(app, pilot, key="ctrl+r")
+            app.last_stats = dataclasses.replace(
+                app.last_stats, new_tokens=25, decode_seconds=1.0, first_token_seconds=0.004
+            )
+            app._refresh_status()
+            full = app.status_text().split(" │ ")
+            assert len(app.status_text()) + 2 > 120  # wider than a 120-column status bar
+            for width in (160, 120, 100, 80, 120):
+                await pilot.resize_terminal(width, 30)
+                await pilot.pause()
+                await pilot.pause()
+                rows = screen_lines(app)
+                status = rows[app.query_one("#status").region.y].strip().split(" │ ")
+                assert status == [part for part in full if part in status], width  # whole
+                assert status[:2] == full[:2] and status[-1] == "alt 2/2", width
+                assert (status == full) == (width == 160), width
+                keys, palette = rows[-1].split("▏")
+                assert palette.strip() == "^p palette", width
+                shown = [
+                    key.render().plain.strip()
+                    for key in app.query_one(Footer).query_children()
+                    if key.display and not key.has_class(PALETTE_KEY)
+                ]
+                assert keys.split() == " ".join(shown).split(), width  # every hint whole
+                for hint in ("F5 Continue", "^r Retry", "F3 Prev alt", "F4 Next alt", "^t Keep"):
+                    assert hint in shown, (width, hint)
+                assert ("^l Model" in shown) == (width == 160), width
+
+    run(scenario())
+
+
+def test_escape_takes_the_focus_from_the_panel_back_to_the_story(tiny_checkpoint):
+    """Esc in any field of the F2 panel goes back to the story (the panel stays open, the
+    next keys are typed into the story); an open preset list closes first, as its own Esc."""
+    from textual.widgets._select import SelectOverlay
 
     async def scenario():
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
-            await open_and_continue(app, pilot)
-            await wait_for(pilot, lambda: "^r Retry" in screen_lines(app)[-1], what="footer")
-            footer = app.query_one(Footer)
-            assert footer.virtual_size.width > footer.size.width  # keys run under the palette
-            assert screen_lines(app)[-1].rstrip().endswith("▏^p palette")
+            await wait_ready(app, pilot)
+            await pilot.press(*OPENING, "f2")
+            assert app.focused.id == "prompt"
+            for field in ("#prompt", "#memory", "#field-temperature", "#preset"):
+                app.query_one(field).focus()
+                await pilot.pause()
+                await pilot.press("escape")
+                assert app.focused is app.editor, field
+                assert app.panel.has_class("-visible")
+            await pilot.press("!")
+            assert app.editor.text == OPENING + "!"
+            app.query_one("#preset").focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.focused, SelectOverlay), what="list")
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.focused is app.query_one("#preset") and not app.query_one("#preset").expanded
+            await pilot.press("escape")
+            assert app.focused is app.editor
+            assert not app._notifications  # Esc with nothing to stop says nothing
 
     run(scenario())
 

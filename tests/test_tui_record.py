@@ -61,7 +61,7 @@ def test_editing_inside_a_continuation_unmarks_it():
 def test_undoing_a_continuations_entry_files_it_and_redoing_it_brings_it_back():
     log, text = logged("abab", 2, "ab")  # a repeat the plain diff would place wrongly
     continuation = log.live[0]
-    continuation.history_entry = entry = object()
+    log.recorded(continuation, entry := object(), None)
     log.writer_edit(text, "abab", HistoryStep(UNDO, (entry,), 2))
     assert log.live == [] and log.undone == [continuation]
     log.writer_edit("abab", text, HistoryStep(REDO, (entry,), 2))
@@ -71,7 +71,7 @@ def test_undoing_a_continuations_entry_files_it_and_redoing_it_brings_it_back():
 def test_a_redone_continuation_lands_where_its_entry_puts_it_after_other_steps():
     log, text = logged("Hi", 2, " there")
     continuation = log.live[0]
-    continuation.history_entry = entry = object()
+    log.recorded(continuation, entry := object(), None)
     typing = object()
     log.writer_edit(text, "Hi", HistoryStep(UNDO, (entry,), 2))
     log.writer_edit("Hi", "", HistoryStep(UNDO, (typing,), 0))
@@ -82,10 +82,32 @@ def test_a_redone_continuation_lands_where_its_entry_puts_it_after_other_steps()
     assert log.marks(by_probability=False)[0].end == len(text)
 
 
+def test_undoing_a_swap_of_alternatives_shows_the_one_before_and_redoing_it_swaps_again():
+    log, text = logged("Hi!", 2, " there")
+    continuation = log.live[0]
+    log.recorded(continuation, inserted := object(), None)
+    continuation.variants.append(Variant())
+    continuation.variants[1].add(" you", 0.5)
+    continuation.current = 1
+    log.recorded(continuation, swapped := object(), 0)  # " there" replaced by " you"
+    after = "Hi you!"
+    log.writer_edit(after, text, HistoryStep(UNDO, (swapped,), 2))
+    assert log.live == [continuation] and continuation.current == 0
+    assert log.marks(by_probability=False)[0].end == len("Hi there")
+    assert continuation.history_entry is inserted
+    log.writer_edit(text, after, HistoryStep(REDO, (swapped,), 2))
+    assert log.live == [continuation] and continuation.current == 1
+    assert log.marks(by_probability=False)[0].end == len("Hi you")
+    log.writer_edit(after, text, HistoryStep(UNDO, (swapped,), 2))
+    log.writer_edit(text, text + "?")  # typing: the swap can no longer be redone
+    log.writer_edit(text + "?", after + "?", HistoryStep(REDO, (swapped,), 2))
+    assert log.live == []
+
+
 def test_typing_after_an_undo_forgets_what_could_be_redone():
     log, text = logged("Hi", 2, " there")
     continuation = log.live[0]
-    continuation.history_entry = entry = object()
+    log.recorded(continuation, entry := object(), None)
     log.writer_edit(text, "Hi", HistoryStep(UNDO, (entry,), 2))
     log.writer_edit("Hi", "Hi!")
     assert log.undone == []
@@ -95,7 +117,7 @@ def test_typing_after_an_undo_forgets_what_could_be_redone():
 
 def test_deleting_exactly_a_continuations_text_is_an_edit_not_an_undo():
     log, text = logged("Hi", 2, " there")
-    log.live[0].history_entry = object()
+    log.recorded(log.live[0], object(), None)
     log.writer_edit(text, "Hi")
     assert log.live == [] and log.undone == []
 

@@ -13,6 +13,7 @@ Nothing here imports torch at module level: ``storytui.sampling``, ``storytui.ch
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,11 +26,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TextArea
+from textual.widgets import Static, TextArea
 
 from storytui import paths
 from storytui.errors import StoryError
-from storytui.tui.commands import COMMANDS, FIND_BAR_COMMANDS, bindings_for
+from storytui.tui.commands import COMMANDS, FIND_BAR_COMMANDS, bindings_for, run_anyway
 from storytui.tui.continuations import (
     PROBABILITY_BUCKETS,
     Continuation,
@@ -43,14 +44,18 @@ from storytui.tui.encode_ahead import EncodeAhead
 from storytui.tui.file_actions import FileActions
 from storytui.tui.find import Span
 from storytui.tui.find_bar import FindBar
+from storytui.tui.footer import StoryFooter
 from storytui.tui.help import HelpScreen
 from storytui.tui.model_loader import ModelLoaded, StackReady, load_in_thread
 from storytui.tui.model_picker import ModelPicker
 from storytui.tui.sampling_panel import SidePanel
 from storytui.tui.settings_store import load_settings, save_settings
+from storytui.tui.status_line import StatusLine, StatusPart, join_parts
 from storytui.tui.story_files import OpenedStory, Story, open_initial
 
 LOADING, READY, NO_MODEL = "loading model…", "ready", "no model"
+STOP_FIRST = "stop the model first (Esc)"
+CONTINUE_FIRST = "press F5 to continue the story"
 DRAWS_PER_SECOND = 20  # how often streamed tokens are put on screen
 COUNT_IN_THREAD_CHARS = 100_000  # longer stories are counted off the UI thread
 # How F8 shows each probability bucket: (in colour, under NO_COLOR). Textual turns colours to
@@ -141,10 +146,10 @@ class StoryApp(FileActions, App[None]):
         self.find_bar = FindBar(self._editor, self._replace_found, id="find-bar")
         yield self.find_bar
         self._notice_line = Static("", id="notice")
-        self._status_line = Static("", id="status")
+        self._status_line = StatusLine(id="status")
         yield self._notice_line
         yield self._status_line
-        yield Footer(compact=True)
+        yield StoryFooter(compact=True)
 
     @property
     def editor(self) -> StoryEditor:
@@ -281,25 +286,38 @@ class StoryApp(FileActions, App[None]):
         self._run(self.cowriter.start_at_cursor())
 
     def action_retry(self) -> None:
-        continuation = self._target_or_say("nothing to retry: continue first (F5)")
+        if self._said_why_not_rework("nothing to retry"):
+            return
+        if reason := self._why_not_generate():
+            self._warn(reason)
+            return
+        continuation = self._target_or_say()
         if continuation is not None:
             self._run(self.cowriter.start_retry(continuation))
 
-    def _target_or_say(self, message: str) -> Continuation | None:
-        if reason := self._why_not_generate():
-            self.notify(reason, severity="warning", markup=False)
-            return None
+    @property
+    def _can_rework(self) -> bool:
+        """Retry, F3/F4, keep and F9 apply: a continuation is marked and the model is idle."""
+        return self.job is None and bool(self.continuations.live)
+
+    def _said_why_not_rework(self, nothing: str) -> bool:
+        """Say why retry, F3/F4, keep or F9 cannot act now, all in the same words (``nothing``
+        names what is missing: "nothing to retry"); True if they cannot."""
+        if self._can_rework:
+            return False
+        self._warn(STOP_FIRST if self.job is not None else f"{nothing}: {CONTINUE_FIRST}")
+        return True
+
+    def _warn(self, message: str) -> None:
+        self.notify(message, severity="warning", markup=False)
+
+    def _target_or_say(self) -> Continuation | None:
+        """The continuation at the cursor, or None once the writer is told where they are."""
         continuation = self.continuations.target(self.editor.cursor_index)
         if continuation is None:
-            self.notify(self._where_continuations_are(message), severity="warning")
+            line = self.editor.location_of(self.continuations.live[-1].start)[0] + 1
+            self._warn(f"put the cursor in a continuation first (the latest starts on line {line})")
         return continuation
-
-    def _where_continuations_are(self, message: str) -> str:
-        """``message``, or where the latest continuation is when the cursor is outside it."""
-        if not self.continuations.live:
-            return message
-        line = self.editor.location_of(self.continuations.live[-1].start)[0] + 1
-        return f"put the cursor in a continuation first (the latest starts on line {line})"
 
     def _run(self, job: Job) -> None:
         """Start the generation thread for a job the co-writer has set up."""
@@ -365,23 +383,29 @@ class StoryApp(FileActions, App[None]):
             self.cowriter.stop()
 
     def action_stop(self) -> None:
+        """Esc: stop the model; while it is not writing, back to the story (from the panel)."""
         if self.job is not None:
             self.cowriter.stop()
         else:
             self.editor.focus()
 
+    async def action_run_anyway(self, action: str) -> None:
+        """The key of an action that does not apply now (the footer leaves it out, Textual
+        refuses it): run it all the same, for it to say why, or to do what is left to do."""
+        result = getattr(self, f"action_{action}")()
+        if inspect.isawaitable(result):
+            await result
+
     # ------------------------------------------------------------------ alternatives
 
     def _cycle(self, step: int) -> None:
-        if self.job is not None:
-            self.notify("stop the model first (Esc)", severity="warning")
+        if self._said_why_not_rework("no alternatives to show"):
             return
-        continuation = self.continuations.target(self.editor.cursor_index)
+        continuation = self._target_or_say()
         if continuation is None:
-            self.notify(self._where_continuations_are("no continuation yet"), severity="warning")
             return
         if len(continuation.variants) < 2:
-            self.notify("no other alternatives here: ctrl+r writes one", severity="warning")
+            self._warn("no other alternatives here: ctrl+r writes one")
             return
         self.cowriter.cycle(continuation, step)
         self._refresh_marks()
@@ -394,20 +418,16 @@ class StoryApp(FileActions, App[None]):
         self._cycle(+1)
 
     def action_keep(self) -> None:
-        if self.job is not None:
-            self.notify("stop the model first (Esc)", severity="warning")
+        if self._said_why_not_rework("nothing to keep"):
             return
         kept = self.continuations.keep_all()
-        self.notify(
-            f"kept {kept} continuation{'s' if kept != 1 else ''}" if kept else "nothing to keep"
-        )
+        self.notify(f"kept {kept} continuation{'s' if kept != 1 else ''}")
         self._refresh_marks()
         self.refresh_bindings()
 
     @work(group="dialog", exclusive=True)
     async def action_token_alternatives(self) -> None:
-        if self.job is not None:
-            self.notify("stop the model first (Esc)", severity="warning")
+        if self._said_why_not_rework("no generated text"):
             return
         found = self.continuations.token_at(self.editor.cursor_index)
         if found is None:
@@ -569,7 +589,7 @@ class StoryApp(FileActions, App[None]):
             "keep",
             "token_alternatives",
         ):
-            return bool(self.continuations.live) and not generating
+            return self._can_rework
         return True
 
     def get_system_commands(self, screen: Screen):
@@ -577,9 +597,8 @@ class StoryApp(FileActions, App[None]):
         ours = {command.label.lower() for command in COMMANDS + FIND_BAR_COMMANDS}
         ours |= {"quit", "keys"}
         for command in COMMANDS:
-            yield SystemCommand(
-                command.label, command.help, partial(self.run_action, command.action)
-            )
+            action = run_anyway(command.action) if command.runs_anyway else command.action
+            yield SystemCommand(command.label, command.help, partial(self.run_action, action))
         for command in FIND_BAR_COMMANDS:
             yield SystemCommand(
                 command.label,
@@ -600,36 +619,43 @@ class StoryApp(FileActions, App[None]):
 
     def _refresh_status(self) -> None:
         self._status_dirty = False
-        self._status_line.update(self.status_text())
+        self._status_line.show(self.status_parts())
 
     def status_text(self) -> str:
+        """The whole status bar, as a terminal wide enough for all of it shows it."""
+        return join_parts(self.status_parts())
+
+    def status_parts(self) -> list[StatusPart]:
+        """The status bar's parts in their order; ranked (0 first) by what a narrow terminal
+        keeps longest: the file, the model, the alternative shown, then the numbers."""
         editor = self.editor
-        text = editor.text
-        parts = [self._file_status()]
+        parts = [StatusPart(self._file_status(), 0)]
         if self.job is not None:  # the model that writes, even while another one loads
-            parts.append(f"{self._writing_with} · writing…")
+            parts.append(StatusPart(f"{self._writing_with} · writing…", 1))
             if self.model_state != READY:
-                parts.append(f"next: {self.model_state}")
+                parts.append(StatusPart(f"next: {self.model_state}", 3))
         elif self.generator is not None and self.model_state == READY:
-            parts.append(f"{getattr(self.generator, 'checkpoint_name', 'model')} · {READY}")
+            name = getattr(self.generator, "checkpoint_name", "model")
+            parts.append(StatusPart(f"{name} · {READY}", 1))
         else:
-            parts.append(self.model_state)
-        counts = self._story_counts(text, editor.cursor_index)
+            parts.append(StatusPart(self.model_state, 1))
+        counts = self._story_counts(editor.text, editor.cursor_index)
         if counts.context is not None and self.generator is not None:
             seen, cut = counts.context
             dropped = f", {cut} cut" if cut > 0 else ""
-            parts.append(f"ctx {seen}/{self.generator.block_size}{dropped}")
+            parts.append(StatusPart(f"ctx {seen}/{self.generator.block_size}{dropped}", 4))
         if self.last_stats is not None:
             stats = self.last_stats
             first = f"first {stats.first_token_seconds * 1000:.0f} ms"  # the wait after F5
-            parts.append(f"{stats.tokens_per_second:.1f} tok/s · {first}")
+            parts.append(StatusPart(f"{stats.tokens_per_second:.1f} tok/s · {first}", 6))
         if counts.words is not None:
             tokens = f" · {counts.tokens} tokens" if counts.tokens is not None else ""
-            parts.append(f"{counts.words} words{tokens}")
+            parts.append(StatusPart(f"{counts.words} words{tokens}", 5))
         continuation = self.continuations.target(editor.cursor_index)
         if continuation is not None and len(continuation.variants) > 1:
-            parts.append(f"alt {continuation.current + 1}/{len(continuation.variants)}")
-        return " │ ".join(parts)
+            alt = f"alt {continuation.current + 1}/{len(continuation.variants)}"
+            parts.append(StatusPart(alt, 2))
+        return parts
 
     def _story_counts(self, text: str, cursor: int) -> StoryCounts:
         """The status bar's counts for ``text``; a long story is counted in a thread (encoding

@@ -23,35 +23,56 @@ class Command:
     # Run as the key arrives, before the keys behind it (for keys that move the focus: typed
     # right after ctrl+f, "keeper" goes into the find field, not the story).
     priority: bool = False
+    # Its key (and palette entry) runs it even when it does not apply, when the footer leaves
+    # it out: the action then says why (nothing to retry yet), or Esc does what is left to do
+    # (take the focus back to the story). Without this the key would do nothing, silently.
+    runs_anyway: bool = False
 
 
 COMMANDS: tuple[Command, ...] = (
     Command("help", "f1,question_mark", "Help", "Show every key and what it does"),
     Command("continue", "f5,ctrl+g", "Continue", "Let the model continue from the cursor"),
-    Command("stop", "escape", "Stop", "Stop the model (keeps what it wrote so far)"),
+    Command(
+        "stop",
+        "escape",
+        "Stop",
+        "Stop the model (keeps what it wrote so far); from a panel field, back to the story",
+        runs_anyway=True,
+    ),
     Command(
         "retry",
         "ctrl+r",
         "Retry",
         "Replace the continuation with a fresh one; the old one stays an alternative",
+        runs_anyway=True,
     ),
     Command(
         "previous_alternative",
         "f3,alt+left",
         "Prev alt",
         "Show the previous alternative continuation",
+        runs_anyway=True,
     ),
     Command(
-        "next_alternative", "f4,alt+right", "Next alt", "Show the next alternative continuation"
+        "next_alternative",
+        "f4,alt+right",
+        "Next alt",
+        "Show the next alternative continuation",
+        runs_anyway=True,
     ),
     Command(
-        "keep", "ctrl+t", "Keep", "Keep the generated text: unmark it and drop its alternatives"
+        "keep",
+        "ctrl+t",
+        "Keep",
+        "Keep the generated text: unmark it and drop its alternatives",
+        runs_anyway=True,
     ),
     Command(
         "token_alternatives",
         "f9",
         "Tokens",
         "The model's other choices for the generated token at the cursor",
+        runs_anyway=True,
     ),
     Command(
         "toggle_probabilities",
@@ -127,6 +148,42 @@ FIND_BAR_COMMANDS: tuple[Command, ...] = (
     ),
 )
 
+# What the footer keeps when the terminal is too narrow for every key, most important first:
+# the rest are left out whole, from the end of this list (keys not named here go first).
+FOOTER_IMPORTANCE: tuple[str, ...] = (
+    "continue",
+    "stop",
+    "retry",
+    "previous_alternative",
+    "next_alternative",
+    "keep",
+    "close",
+    "find_next",
+    "toggle_replace",
+    "replace_all",
+    "help",
+    "quit",
+    "undo",
+    "save",
+    "toggle_panel",
+    "find",
+    "token_alternatives",
+    "toggle_probabilities",
+    "pick_model",
+    "open",
+    "new",
+    "save_as",
+)
+
+
+def footer_rank(action: str) -> int:
+    """Where ``action`` stands in ``FOOTER_IMPORTANCE`` (0: kept longest)."""
+    try:
+        return FOOTER_IMPORTANCE.index(action)
+    except ValueError:
+        return len(FOOTER_IMPORTANCE)
+
+
 # Keys the editor itself handles, listed on the help screen.
 EDITOR_KEYS: tuple[tuple[str, str], ...] = (  # the editor's own keys, shown as " / " lists
     ("ctrl+z", "Undo: typing, or a whole continuation in one step"),
@@ -155,9 +212,17 @@ def display_key(keys: str) -> str:
     return " / ".join(names)
 
 
+def run_anyway(action: str) -> str:
+    """The action string that runs ``action`` even where it does not apply (``runs_anyway``)."""
+    return f"run_anyway({action!r})"
+
+
 def bindings_for(commands: Iterable[Command], skip: frozenset[str] = frozenset()) -> list[Binding]:
     """Key bindings for ``commands``, leaving out the keys in ``skip`` (a widget's own); the
-    footer shows F5 and Esc as the help screen writes them, ctrl keys in Textual's own ^g."""
+    footer shows F5 and Esc as the help screen writes them, ctrl keys in Textual's own ^g.
+
+    A ``runs_anyway`` command gets a second, hidden binding of the same keys: Textual tries
+    it when the first is refused (the action does not apply, so the footer leaves it out)."""
     bindings = []
     for command in commands:
         keys = [key for key in command.keys.split(",") if key not in skip]
@@ -175,4 +240,14 @@ def bindings_for(commands: Iterable[Command], skip: frozenset[str] = frozenset()
                 tooltip=command.help,
             )
         )
+        if command.runs_anyway:
+            bindings.append(
+                Binding(
+                    ",".join(keys),
+                    run_anyway(command.action),
+                    command.label,
+                    show=False,
+                    priority=command.priority,
+                )
+            )
     return bindings

@@ -144,6 +144,17 @@ class Variant:
         return visible[position] if position < len(visible) else None
 
 
+@dataclass(frozen=True)
+class Shown:
+    """An undo entry of the editor that put variant ``variant`` of a continuation in the story,
+    in place of variant ``base`` (None: where there was none). Kept so that undoing a swap of
+    alternatives shows the one before it again instead of dropping the continuation."""
+
+    entry: Any
+    variant: int
+    base: int | None
+
+
 @dataclass(eq=False)
 class Continuation:
     """Everything generated at one spot of the story; ``variants[current]`` is in the text."""
@@ -151,12 +162,23 @@ class Continuation:
     start: int
     variants: list[Variant] = field(default_factory=lambda: [Variant()])
     current: int = 0
-    history_entry: Any = None  # the editor's undo entry that inserted the shown variant
-    history_base: str = ""  # the text that entry replaced ("" unless edited around since)
+    # its entries in the editor's undo history, oldest first (the last put in the shown
+    # variant), and those undone since, newest last
+    steps: list[Shown] = field(default_factory=list)
+    undone_steps: list[Shown] = field(default_factory=list)
 
     @property
     def variant(self) -> Variant:
         return self.variants[self.current]
+
+    @property
+    def history_entry(self) -> Any:
+        """The undo entry that put the shown variant in the story (None: none left)."""
+        return self.steps[-1].entry if self.steps else None
+
+    def text_of(self, index: int | None) -> str:
+        """Variant ``index``'s text ("" for None: no variant)."""
+        return "" if index is None else self.variants[index].text
 
     @property
     def text(self) -> str:
@@ -201,6 +223,17 @@ def _written_by(continuations: list[Continuation], step: HistoryStep) -> Continu
         return None
     for continuation in continuations:
         if continuation.history_entry is step.entries[0]:
+            return continuation
+    return None
+
+
+def _swapped_back_by(continuations: list[Continuation], step: HistoryStep) -> Continuation | None:
+    """The continuation whose newest undone swap of alternatives the step redoes, if any."""
+    if len(step.entries) != 1:
+        return None
+    for continuation in continuations:
+        undone = continuation.undone_steps
+        if undone and undone[-1].entry is step.entries[0]:
             return continuation
     return None
 
@@ -256,6 +289,13 @@ class ContinuationLog:
             elif continuation.end > start and continuation.start < end:
                 self.live.remove(continuation)
 
+    def recorded(self, continuation: Continuation, entry: Any, base: int | None) -> None:
+        """The editor's newest undo entry ``entry`` puts the shown variant of ``continuation``
+        in place of its variant ``base`` (None: of no text). A new entry ends every redo."""
+        continuation.steps.append(Shown(entry, continuation.current, base))
+        del continuation.steps[: -self.MAX_UNDONE]
+        self._forget_redo()
+
     def keep_all(self) -> int:
         """Accept every live continuation: unmark it and forget its alternatives."""
         count = len(self.live)
@@ -277,23 +317,30 @@ class ContinuationLog:
         undone continuations are forgotten. For an undo or redo it names the editor's entries:
         undoing the one that wrote a continuation files the continuation as undone, redoing it
         brings it back with its alternatives, however many other steps were undone and redone
-        in between. Other continuations move with the text, and one the edit touches counts as
-        edited by the writer: no longer marked.
+        in between; undoing one that swapped an alternative for another (F3, F4, a retry made
+        after an edit elsewhere) shows the other again, still marked. Other continuations move
+        with the text, and one the edit touches counts as edited by the writer: no longer
+        marked.
         """
         if old == new:
             return
         growth = len(new) - len(old)
         if step is None:
             self._follow(old, new)
-            self.undone.clear()
+            self._forget_redo()
         elif step.kind == UNDO and (continuation := _written_by(self.live, step)):
-            self._take_back(continuation, growth)
+            if continuation.steps[-1].base is None:
+                self._take_back(continuation, growth)
+            else:
+                self._swap_back(continuation, old, new)
         elif step.kind == REDO and (continuation := _written_by(self.undone, step)):
             if new.startswith(continuation.text, step.start):
                 self._put_back(continuation, step.start, growth)
             else:
                 self.undone.remove(continuation)  # not its text: nothing to bring back
                 self._follow(old, new)
+        elif step.kind == REDO and (continuation := _swapped_back_by(self.live, step)):
+            self._swap_forward(continuation, old, new)
         elif (spans := self._replacement_moved_by(step)) is not None:
             self._follow_spans(spans)
         else:
@@ -309,7 +356,7 @@ class ContinuationLog:
         replaced word counts as edited. Undoing or redoing ``entry`` is followed as exactly.
         """
         self._follow_spans(spans)
-        self.undone.clear()
+        self._forget_redo()
         self._replacements.append((entry, tuple(spans)))
         del self._replacements[: -self.MAX_UNDONE]
 
@@ -332,6 +379,36 @@ class ContinuationLog:
                 self.live.remove(continuation)
             else:
                 continuation.start += shifts[index]
+
+    def _forget_redo(self) -> None:
+        """The editor's redo history is gone: nothing undone can come back."""
+        self.undone.clear()
+        for continuation in self.live:
+            continuation.undone_steps.clear()
+
+    def _swap_back(self, continuation: Continuation, old: str, new: str) -> None:
+        """Its entry that swapped one alternative for another was undone: the one before is
+        shown again, and the continuation stays marked with all its alternatives."""
+        shown = continuation.steps[-1]
+        if self._shows(continuation, shown.base, old, new):
+            continuation.undone_steps.append(continuation.steps.pop())
+
+    def _swap_forward(self, continuation: Continuation, old: str, new: str) -> None:
+        """Its swap of alternatives was redone: the alternative it showed is shown again."""
+        shown = continuation.undone_steps[-1]
+        if self._shows(continuation, shown.variant, old, new):
+            continuation.steps.append(continuation.undone_steps.pop())
+
+    def _shows(self, continuation: Continuation, index: int | None, old: str, new: str) -> bool:
+        """Make variant ``index`` the shown one if ``new`` holds it at the continuation's start;
+        else (not its text after all) follow the change as a plain edit. True if shown."""
+        if index is None or not new.startswith(continuation.text_of(index), continuation.start):
+            self._follow(old, new)
+            return False
+        start, end = continuation.start, continuation.end
+        continuation.current = index
+        self.replaced(start, end, len(continuation.text), owner=continuation)
+        return True
 
     def _take_back(self, continuation: Continuation, growth: int) -> None:
         """Its undo entry was undone: file it away and move the others along."""

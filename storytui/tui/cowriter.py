@@ -66,7 +66,7 @@ class Job:
     id: int
     continuation: Continuation
     variant: Variant
-    base: str  # the text the undo history expects at the continuation's start
+    base: int | None  # the variant the undo history expects at the start (None: no text)
     context: str  # the story the model continues
     cancel: threading.Event = field(default_factory=threading.Event)
     normalizer: NewlineNormalizer = field(default_factory=NewlineNormalizer)
@@ -107,7 +107,7 @@ class CoWriter:
 
     def start_at_cursor(self) -> Job:
         continuation = self.continuations.begin(self.editor.cursor_index)
-        return self._start(continuation, continuation.variant, base="")
+        return self._start(continuation, continuation.variant, base=None)
 
     def start_retry(self, continuation: Continuation) -> Job:
         return self._rewrite(continuation, Variant())
@@ -132,16 +132,16 @@ class CoWriter:
         """A new variant (starting with ``variant``'s text) in place of the shown one."""
         base = self._detach(continuation)
         editor = self.editor
-        start = continuation.start
+        start, end = continuation.start, continuation.start + len(continuation.text_of(base))
         with editor.app_edit():
-            editor.replace_span(start, start + len(base), variant.text)
-        self.continuations.replaced(start, start + len(base), len(variant.text), owner=continuation)
+            editor.replace_span(start, end, variant.text)
+        self.continuations.replaced(start, end, len(variant.text), owner=continuation)
         continuation.variants.append(variant)
         continuation.current = len(continuation.variants) - 1
         editor.move_cursor(editor.location_of(continuation.end))
         return self._start(continuation, variant, base)
 
-    def _start(self, continuation: Continuation, variant: Variant, base: str) -> Job:
+    def _start(self, continuation: Continuation, variant: Variant, base: int | None) -> Job:
         context = self.editor.text[: continuation.start] + variant.text
         self.job = Job(next(self._job_ids), continuation, variant, base, context)
         self.editor.read_only = True
@@ -214,51 +214,54 @@ class CoWriter:
         index = (continuation.current + step) % len(continuation.variants)
         base = self._detach(continuation)
         continuation.current = index
-        self._commit(continuation, base, shown=base)
+        shown = continuation.text_of(base)
+        self._commit(continuation, base, shown=shown)
         start = continuation.start
         self.continuations.replaced(
-            start, start + len(base), len(continuation.text), owner=continuation
+            start, start + len(shown), len(continuation.text), owner=continuation
         )
         self.editor.move_cursor(self.editor.location_of(continuation.end))
 
     # ------------------------------------------------------------------ undo history upkeep
 
-    def _detach(self, continuation: Continuation) -> str:
+    def _detach(self, continuation: Continuation) -> int | None:
         """Take ``continuation``'s text out of the undo history if nothing was edited since.
 
-        Returns the text the history now expects at the continuation's start: what its undo
-        step replaced when that step could be taken back ("", or the variant shown before it
-        when it replaced one: a retry after an edit elsewhere), else the shown variant (which
-        is then replaced as one step).
+        Returns the variant the history now expects at the continuation's start: the one its
+        undo step replaced when that step could be taken back (None: no text; or the variant
+        shown before it when it replaced one: a retry after an edit elsewhere), else the shown
+        variant (which is then replaced as one step). A step taken back can be redone until
+        the next one is recorded (ctrl+y after F3 back to the alternative that was there).
         """
         editor = self.editor
-        entry = continuation.history_entry
-        continuation.history_entry = None
-        if entry is not None and editor.undo_entry_on_top(entry):
-            end, base = continuation.end, continuation.history_base
+        steps = continuation.steps
+        if steps and editor.undo_entry_on_top(steps[-1].entry):
+            end, base = continuation.end, steps[-1].base
+            continuation.undone_steps.append(steps.pop())
             editor.undo_quietly()
-            self.continuations.replaced(continuation.start, end, len(base), owner=continuation)
+            size = len(continuation.text_of(base))
+            self.continuations.replaced(continuation.start, end, size, owner=continuation)
             return base
-        return continuation.text
+        return continuation.current
 
-    def _commit(self, continuation: Continuation, base: str, shown: str) -> None:
-        """Make the shown variant one undo step that replaces ``base``.
+    def _commit(self, continuation: Continuation, base: int | None, shown: str) -> None:
+        """Make the shown variant one undo step that replaces variant ``base``.
 
         ``shown`` is what the text holds at the continuation's start now (written outside the
         history); it is swapped back to ``base`` first so the history stays true to the text.
         """
         editor = self.editor
-        text = continuation.text
-        if text == base:
+        text, base_text = continuation.text, continuation.text_of(base)
+        if text == base_text:
             return
         start = continuation.start
         selection = editor.selection
-        if shown != base:
+        if shown != base_text:
             with editor.app_edit(follow=False):
-                editor.replace_span(start, start + len(shown), base)
+                editor.replace_span(start, start + len(shown), base_text)
         with editor.app_edit(record=True, follow=False):
             editor.history.checkpoint()
-            continuation.history_entry = editor.replace_span(start, start + len(base), text)
-            continuation.history_base = base
+            entry = editor.replace_span(start, start + len(base_text), text)
             editor.history.checkpoint()
+        self.continuations.recorded(continuation, entry, base)
         editor.selection = selection
