@@ -465,3 +465,22 @@ def test_retry_alternatives_keep_and_tokens_say_why_with_no_continuation(tiny_ch
             await wait_for(pilot, lambda: app.job is None, what="stop")
 
     run(scenario())
+
+
+def test_with_no_model_the_keys_that_need_a_continuation_do_not_point_to_f5():
+    """F5 cannot work without a model, so retry and the others name what is missing."""
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            assert app.generator is None
+            for key, nothing in (("ctrl+r", "nothing to retry"), ("f3", "no alternatives to show")):
+                app.clear_notifications()
+                await pilot.press(key)
+                await wait_for(pilot, lambda: app._notifications, what=f"{key}'s answer")
+                (notification,) = app._notifications
+                assert notification.message.startswith(f"{nothing}, and no model yet: train one")
+                assert "F5" not in notification.message
+
+    run(scenario())

@@ -513,3 +513,23 @@ def test_in_colour_the_probability_marks_are_tints_the_legend_names(tiny_checkpo
             )
 
     run(scenario())
+
+
+def test_a_continuation_stopped_before_its_first_token_shows_no_speed(tiny_checkpoint):
+    """Typing right after F5 or ctrl+r stops the model before any token: there is no speed
+    or first-token wait to show, only the words (not '0.0 tok/s · first 0 ms')."""
+    from dataclasses import replace
+
+    use_sampling(seed=1, max_new_tokens=3)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=(200, 30)) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*"Once")
+            await continue_story(app, pilot)
+            assert "tok/s · first " in app.status_text()
+            app.last_stats = replace(app.last_stats, new_tokens=0, decode_seconds=0.0)
+            assert "tok/s" not in app.status_text() and "words" in app.status_text()
+
+    run(scenario())

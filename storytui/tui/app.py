@@ -305,7 +305,12 @@ class StoryApp(FileActions, App[None]):
         names what is missing: "nothing to retry"); True if they cannot."""
         if self._can_rework:
             return False
-        self._warn(STOP_FIRST if self.job is not None else f"{nothing}: {CONTINUE_FIRST}")
+        if self.job is not None:
+            self._warn(STOP_FIRST)
+        elif (no_model := self._why_not_generate()) is not None:  # F5 would not work either
+            self._warn(f"{nothing}, and {no_model}")
+        else:
+            self._warn(f"{nothing}: {CONTINUE_FIRST}")
         return True
 
     def _warn(self, message: str) -> None:
@@ -644,7 +649,7 @@ class StoryApp(FileActions, App[None]):
             seen, cut = counts.context
             dropped = f", {cut} cut" if cut > 0 else ""
             parts.append(StatusPart(f"ctx {seen}/{self.generator.block_size}{dropped}", 4))
-        if self.last_stats is not None:
+        if self.last_stats is not None and self.last_stats.new_tokens:  # none: nothing timed
             stats = self.last_stats
             first = f"first {stats.first_token_seconds * 1000:.0f} ms"  # the wait after F5
             parts.append(StatusPart(f"{stats.tokens_per_second:.1f} tok/s · {first}", 6))

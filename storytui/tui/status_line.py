@@ -28,13 +28,25 @@ def join_parts(parts: Sequence[StatusPart]) -> str:
 
 def fit_parts(parts: Sequence[StatusPart], width: int) -> str:
     """The parts that fit ``width`` cells whole, in their order; at least the most important
-    one (the stylesheet ends it with … if even that is too wide)."""
+    one, its file name shortened in the middle if even that is too wide."""
     widths = [cell_len(part.text) for part in parts]
     keep = keep_to_fit(widths, [part.rank for part in parts], width, gap=len(SEPARATOR))
     kept = [part for part, kept in zip(parts, keep, strict=True) if kept]
     if not kept and parts:
-        kept = [min(parts, key=lambda part: part.rank)]
+        most = min(parts, key=lambda part: part.rank)
+        return shorten_name(most.text, width)
     return join_parts(kept)
+
+
+def shorten_name(text: str, width: int) -> str:
+    """``text`` ("name · state") in ``width`` cells: the name loses its middle, so that the
+    state (``modified``) and the name's start and end (its extension) stay in view."""
+    name, separator, state = text.partition(" · ")
+    room = width - cell_len(separator + state) - 1  # one cell for the ellipsis
+    if cell_len(text) <= width or not separator or room < 6 or len(name) != cell_len(name):
+        return text  # fits, has no state, or too narrow: the stylesheet's ellipsis ends it
+    end = room // 2
+    return f"{name[: room - end]}…{name[-end:]}{separator}{state}"
 
 
 class StatusLine(Static):
