@@ -354,6 +354,10 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.stderr.close()  # reader went away (e.g. `| head`): not an error worth printing
         sys.exit(0)
+    except SystemExit as exc:  # rich and click end output whose reader went away with 1
+        if exc.code == 1 and isinstance(exc.__context__, BrokenPipeError):
+            sys.exit(0)
+        raise
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             _fail("disk full; nothing was changed", 1)

@@ -515,3 +515,16 @@ def test_help_in_a_narrow_terminal_keeps_option_names_whole(command, capsys, mon
     monkeypatch.setenv("COLUMNS", "100")  # wide enough for rich's tables, which it keeps
     code, out, _ = run_cli([*command, "--help"], capsys)
     assert code == 0 and "╭─ Options" in out and "…" not in out
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "pretrain", "--help"]])
+def test_help_into_a_closed_pipe_exits_quietly_with_0(args, tmp_path):
+    """`storytui --help | head -1`: rich ends output whose reader went away with status 1,
+    a failure in a shell with pipefail; it is the reader's choice, so storytui exits 0."""
+    env = {**os.environ, "STORYTUI_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "storytui.cli", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process.stdout.close()  # gone before the help is written: every write of it fails
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert err == b""
