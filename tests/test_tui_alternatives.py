@@ -16,6 +16,7 @@ from tests.tui_pilot import (
     run,
     screen_lines,
     script_model,
+    type_and_continue,
     use_sampling,
     wait_for,
     wait_ready,
@@ -292,9 +293,7 @@ def test_alternatives_of_a_retry_made_after_an_edit_elsewhere_swap_in_place(
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
             await wait_ready(app, pilot)
-            await pilot.press(*"Anna ran.")
-            script_model(app, monkeypatch, [" She", " slept."])
-            await continue_story(app, pilot)
+            await type_and_continue(app, pilot, monkeypatch)
             await pilot.press("home", "x")  # the continuation's undo step is no longer on top
             app.editor.move_cursor(app.editor.location_of(15))
             script_model(app, monkeypatch, [" She", " woke."])
@@ -323,9 +322,7 @@ def test_redo_after_cycling_back_past_a_retry_made_after_an_edit_elsewhere(
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
             await wait_ready(app, pilot)
-            await pilot.press(*"Anna ran.")
-            script_model(app, monkeypatch, [" She", " slept."])
-            await continue_story(app, pilot)
+            await type_and_continue(app, pilot, monkeypatch)
             await pilot.press("home", "x", "end")
             script_model(app, monkeypatch, [" She", " woke."])
             await continue_story(app, pilot, key="ctrl+r")
@@ -357,9 +354,7 @@ def test_undoing_a_pick_made_after_an_edit_elsewhere_keeps_the_alternatives(
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
             await wait_ready(app, pilot)
-            await pilot.press(*"Anna ran.")
-            script_model(app, monkeypatch, [" She", " slept."])
-            await continue_story(app, pilot)
+            await type_and_continue(app, pilot, monkeypatch)
             script_model(app, monkeypatch, [" She", " woke."])
             await continue_story(app, pilot, key="ctrl+r")
             continuation = app.continuations.live[-1]

@@ -19,6 +19,7 @@ from tests.tui_pilot import (
     new_app,
     run,
     script_model,
+    type_and_continue,
     wait_for,
     wait_ready,
 )
@@ -261,9 +262,7 @@ def test_replacing_keeps_the_continuations_exact(tiny_checkpoint, monkeypatch):
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
             await wait_ready(app, pilot)
-            await pilot.press(*"Anna ran.")
-            script_model(app, monkeypatch, [" She", " slept."])
-            await continue_story(app, pilot)
+            await type_and_continue(app, pilot, monkeypatch)
             await pilot.press(*" Anna sat.")
             script_model(app, monkeypatch, [" Anna", " wept."])
             await continue_story(app, pilot)

@@ -59,6 +59,14 @@ class Pane:
         )
         return done.returncode == 0
 
+    def quit(self, timeout: float = 20) -> None:
+        """ctrl+q, then wait for the app (and so the session) to end."""
+        self.keys("C-q")
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not self.running(), f"the app did not quit; the pane shows:\n{self.text()}"
+
     def close(self) -> None:
         self.tmux("kill-server")
         self.socket_path.unlink(missing_ok=True)
@@ -90,11 +98,7 @@ def test_type_continue_save_and_quit_in_a_real_terminal(tiny_checkpoint, storytu
         assert "".join(expected.split())[:12] in visible
         pane.keys("C-s")
         pane.wait_for("tale.txt · saved")
-        pane.keys("C-q")
-        deadline = time.monotonic() + 20
-        while pane.running() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not pane.running(), "the app did not quit"
+        pane.quit()
     finally:
         pane.close()
     assert story.read_text() == opening + expected
@@ -127,11 +131,7 @@ def test_find_and_replace_keys_reach_the_app_in_a_real_terminal(storytui_home, t
         pane.keys("Escape")
         pane.keys("C-s")
         pane.wait_for("tale.txt · saved")
-        pane.keys("C-q")
-        deadline = time.monotonic() + 20
-        while pane.running() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not pane.running(), f"the app did not quit; the pane shows:\n{pane.text()}"
+        pane.quit()
     finally:
         pane.close()
     assert story.read_text() == "The guard slept.\nThe guard woke.\n"

@@ -81,6 +81,15 @@ def script_model(app: StoryApp, monkeypatch, pieces: list[str]) -> list[str]:
     return contexts
 
 
+async def type_and_continue(
+    app: StoryApp, pilot, monkeypatch, typed: str = "Anna ran.", pieces=(" She", " slept.")
+) -> None:
+    """Type ``typed`` into the story and let the scripted model continue it with ``pieces``."""
+    await pilot.press(*typed)
+    script_model(app, monkeypatch, list(pieces))
+    await continue_story(app, pilot)
+
+
 def burst(app: StoryApp, keys: list[str]) -> None:
     """Deliver ``keys`` at once, as a terminal does when they come faster than the app handles
     them (``pilot.press`` waits for each key to be handled before sending the next)."""

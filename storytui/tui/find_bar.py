@@ -128,13 +128,18 @@ class FindBar(HorizontalGroup):
 
     def action_toggle_replace(self) -> None:
         """Show the replace field, or move between the two fields."""
-        if not self.is_open:
-            self.open(replacing=True)
-        elif not self.replacing or not self.replacement_field.has_focus:
-            self.add_class("-replacing")
-            self._focus(self.replacement_field)
+        if not self.is_open or not self.replacing or not self.replacement_field.has_focus:
+            self._show_replace()
         else:
             self._focus(self.query_field)
+
+    def _show_replace(self) -> None:
+        """Open the bar with the replace field, or show it in the open bar; focus it."""
+        if not self.is_open:
+            self.open(replacing=True)
+        else:
+            self.add_class("-replacing")
+            self._focus(self.replacement_field)
 
     def _focus(self, widget: Widget) -> None:
         """Focus ``widget`` now, not after the keys already on their way (as ``focus()``
@@ -309,11 +314,7 @@ class FindBar(HorizontalGroup):
         """The replace field is shown; if not, show it and let the writer type first."""
         if self.is_open and self.replacing:
             return True
-        if not self.is_open:
-            self.open(replacing=True)
-        else:
-            self.add_class("-replacing")
-            self._focus(self.replacement_field)
+        self._show_replace()
         return False
 
     def _replace(self, spans: Sequence[Span]) -> int | None:
