@@ -50,14 +50,37 @@ def _disk_error(path: Path, exc: OSError) -> StoryError:
     return StoryError(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def _make_parent(path: Path) -> None:
+    """Create the folders ``path`` goes in, or say in one line why they cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise StoryError(f"cannot write {path}: {blocker} is not a folder") from exc
+        raise _disk_error(path, exc) from exc
+
+
+def _copy_owner_and_mode(source: Path, target: str) -> None:
+    """The replaced file's permissions, and its owner and group where this process may set
+    them (root editing another user's story must not leave it root's)."""
+    shutil.copymode(source, target)
+    stat = source.stat()
+    with contextlib.suppress(OSError):
+        os.chown(target, stat.st_uid, stat.st_gid)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers see either the old or the new file.
 
     A symlink is written through: its target is replaced and the link stays a link.
     """
     path = Path(os.path.realpath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
+    _make_parent(path)
+    try:  # a folder the writer cannot write to is their error to see, not a traceback
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise _disk_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -65,7 +88,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         with contextlib.suppress(OSError):
             if path.exists():
-                shutil.copymode(path, tmp)
+                _copy_owner_and_mode(path, tmp)
             else:  # mkstemp makes files private; a new story gets the usual permissions
                 os.chmod(tmp, ordinary_mode())
         os.replace(tmp, path)
@@ -100,9 +123,12 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     ``.<name>.old-<pid>``; ``restore_replaced`` puts it back if a kill fell between the renames.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    restore_replaced(final.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _make_parent(final)
+    try:
+        restore_replaced(final.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    except OSError as exc:
+        raise _disk_error(final, exc) from exc
     os.chmod(tmp, ordinary_mode(directory=True))  # a checkpoint is an ordinary directory
     file_mode = ordinary_mode()
     try:

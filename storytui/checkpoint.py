@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -173,19 +174,46 @@ def checkpoint_label(directory: Path) -> str:
     directory = Path(directory)
     if directory.parent == paths.models_dir():
         return directory.name
+    if len(directory.parts) == 1 and not directory.is_absolute():  # `good`, a folder here:
+        return f".{os.sep}{directory}"  # not to be taken for the data dir's model `good`
     return str(directory)
+
+
+def _require_file(directory: Path, name: str) -> Path:
+    """``directory/name``, or one line on why it cannot be read: missing, a folder, or not
+    readable (permissions), each said as such instead of as a missing or corrupt file."""
+    path = directory / name
+    label = checkpoint_label(directory)
+    try:
+        if path.is_dir():
+            raise StoryError(f"checkpoint {label}: {name} is a folder, not a file")
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError as exc:
+        raise StoryError(f"checkpoint {label} has no {name}") from exc
+    except OSError as exc:
+        raise StoryError(f"checkpoint {label}: cannot read {name}: {exc.strerror or exc}") from exc
+    return path
 
 
 def read_meta(directory: Path) -> CheckpointMeta:
     """Read and validate config.json only (fast: used for listings)."""
     directory = Path(directory)
-    config_path = directory / CONFIG_FILE
-    if not directory.is_dir():
+    try:
+        is_dir = directory.is_dir()
+    except OSError as exc:  # a folder the user may not look into
+        label = checkpoint_label(directory)
+        raise StoryError(f"checkpoint {label}: cannot read it: {exc.strerror or exc}") from exc
+    if not is_dir:
         raise StoryError(f"{directory} is not a checkpoint directory")
-    if not config_path.is_file():
-        raise StoryError(f"checkpoint {checkpoint_label(directory)} has no {CONFIG_FILE}")
+    config_path = _require_file(directory, CONFIG_FILE)
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        label = checkpoint_label(directory)
+        raise StoryError(
+            f"checkpoint {label}: cannot read {CONFIG_FILE}: {exc.strerror or exc}"
+        ) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StoryError(
             f"checkpoint {checkpoint_label(directory)}: {CONFIG_FILE} is not valid JSON ({exc})"
@@ -209,9 +237,7 @@ def load_checkpoint(directory: Path, *, device: str | torch.device = "cpu") -> C
             f"checkpoint {label}: model vocabulary {meta.model.vocab_size} is smaller "
             f"than tokenizer {meta.tokenizer} ({tokenizer.n_vocab})"
         )
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise StoryError(f"checkpoint {label} has no {WEIGHTS_FILE}")
+    weights = check_weight_shapes(directory, meta)  # before anything is allocated for them
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -220,13 +246,53 @@ def load_checkpoint(directory: Path, *, device: str | torch.device = "cpu") -> C
         ) from exc
     try:
         model = build_model(meta.model, initialize=False)  # load_weights fills every tensor
-    except ValueError as exc:
-        raise StoryError(f"checkpoint {label}: {exc}") from exc
+    except (RuntimeError, MemoryError) as exc:  # e.g. a huge context's rotary tables
+        raise StoryError(
+            f"checkpoint {label}: too large to load here ({_first_line(exc)})"
+        ) from exc
     load_weights(model, state, label)
     model.to(device).eval()
     return Checkpoint(
         path=directory, name=directory.name, meta=meta, model=model, tokenizer=tokenizer
     )
+
+
+def check_checkpoint(directory: Path) -> CheckpointMeta:
+    """Everything ``load_checkpoint`` checks that needs no tensor data (the config, the
+    vocabulary, the weights file's header against the config): cheap enough for ``models
+    info``, and what a copy that was cut short or edited by hand fails."""
+    meta = read_meta(directory)
+    checkpoint_tokenizer(directory, meta)
+    check_weight_shapes(directory, meta)
+    return meta
+
+
+def check_weight_shapes(directory: Path, meta: CheckpointMeta) -> Path:
+    """The weights file, after its header (no tensor data read) was checked against the
+    shapes the config implies (built on the meta device, so a hand-edited size cannot make
+    this allocate gigabytes): the file is whole and holds exactly the config's tensors."""
+    directory = Path(directory)
+    label = checkpoint_label(directory)
+    weights = _require_file(directory, WEIGHTS_FILE)
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            names = handle.keys()  # a safe_open handle is not iterable itself
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in names}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise StoryError(
+            f"checkpoint {label}: {WEIGHTS_FILE} is corrupt or truncated ({_first_line(exc)})"
+        ) from exc
+    try:
+        with torch.device("meta"):
+            model = build_model(meta.model)
+    except ValueError as exc:
+        raise StoryError(f"checkpoint {label}: {exc}") from exc
+    _check_names_and_shapes(model, shapes, label)
+    return weights
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def checkpoint_tokenizer(directory: Path, meta: CheckpointMeta) -> Tokenizer:
@@ -240,7 +306,11 @@ def checkpoint_tokenizer(directory: Path, meta: CheckpointMeta) -> Tokenizer:
         )
     own = Path(directory) / VOCABULARY_FILE
     if own.exists():
-        tokenizer, where = read_tokenizer_file(own, meta.tokenizer), f"its {VOCABULARY_FILE}"
+        try:
+            tokenizer = read_tokenizer_file(own, meta.tokenizer)
+        except StoryError as exc:
+            raise StoryError(f"checkpoint {label}: {exc}") from exc
+        where = f"its {VOCABULARY_FILE}"
     else:
         try:
             tokenizer = load_tokenizer(meta.tokenizer)
@@ -258,20 +328,29 @@ def checkpoint_tokenizer(directory: Path, meta: CheckpointMeta) -> Tokenizer:
     return tokenizer
 
 
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
-    """Copy ``state`` into ``model`` after checking names and shapes; tied weights may be absent."""
+def _check_names_and_shapes(
+    model: nn.Module, shapes: dict[str, tuple[int, ...]], label: str
+) -> None:
+    """The tensors ``shapes`` names are exactly ``model``'s (tied weights may be absent)."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not _is_alias(model, k, state)]
-    unexpected = [k for k in state if k not in expected]
+    missing = [k for k in expected if k not in shapes and not _is_alias(model, k, shapes)]
+    unexpected = [k for k in shapes if k not in expected]
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise StoryError(f"checkpoint {label}: weights do not match its config ({detail})")
-    for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
+    for key, shape in shapes.items():
+        if tuple(shape) != tuple(expected[key].shape):
             raise StoryError(
-                f"checkpoint {label}: {key} has shape {tuple(tensor.shape)}, "
+                f"checkpoint {label}: {key} has shape {tuple(shape)}, "
                 f"config expects {tuple(expected[key].shape)}"
             )
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
+    """Copy ``state`` into ``model`` after checking names, shapes and values."""
+    expected = model.state_dict()
+    _check_names_and_shapes(model, {k: tuple(t.shape) for k, t in state.items()}, label)
+    for key, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise StoryError(f"checkpoint {label}: {key} contains NaN or infinite values")
     with torch.no_grad():
@@ -342,23 +421,39 @@ def resolve_model(name_or_dir: str | None) -> Path:
         return candidates[0]
     if not name_or_dir.strip():
         raise StoryError("the model name is empty; `storytui models` lists them")
-    as_path = Path(name_or_dir).expanduser()
-    try:
-        is_dir = as_path.is_dir()
-    except OSError:  # a name too long for a path: it can only be a (missing) model name
-        is_dir = False
-    if is_dir and (as_path / CONFIG_FILE).exists():
-        return as_path
     name = name_or_dir.rstrip("/") or name_or_dir  # `mymodel/`, as a shell completes it
     restore_replaced(paths.models_dir())
-    if paths.is_model_name(name) and paths.model_dir(name).is_dir():
-        return paths.model_dir(name)
+    if paths.is_model_name(name) and _is_dir(paths.model_dir(name)):
+        return paths.model_dir(name)  # a plain name is the data dir's model; `./NAME` a folder
+    as_path = Path(name_or_dir).expanduser()
+    is_dir = _is_dir(as_path)
+    if is_dir and (as_path / CONFIG_FILE).exists():
+        return as_path
     bundled = paths.bundled_model_dir()
     if name_or_dir == paths.BUNDLED_MODEL_NAME and (bundled / CONFIG_FILE).is_file():
         return bundled
     if is_dir:
         raise StoryError(f"{as_path} is not a checkpoint directory (no {CONFIG_FILE})")
     raise StoryError(f"no model named {name_or_dir!r}; `storytui models` lists them")
+
+
+def _created_at(meta: CheckpointMeta) -> dt.datetime:
+    """When the checkpoint was made, as a moment (times written in other zones compare
+    right); one without a readable time counts as oldest."""
+    try:
+        moment = dt.datetime.fromisoformat(meta.created)
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False for a name too long to be a path (it can only be a missing
+    model's name)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def model_candidates(entries: list[ModelEntry] | None = None) -> list[Path]:
@@ -370,7 +465,7 @@ def model_candidates(entries: list[ModelEntry] | None = None) -> list[Path]:
     usable = [e for e in entries if e.meta is not None and not e.bundled]
     order = {"finetune": 0, "imported": 1, "pretrain": 2}
     usable = [e for e in usable if e.meta.stage in order]
-    usable.sort(key=lambda e: e.meta.created, reverse=True)
+    usable.sort(key=lambda e: _created_at(e.meta), reverse=True)
     usable.sort(key=lambda e: order[e.meta.stage])  # stable: newest first within a stage
     candidates = [e.path for e in usable]
     if (paths.bundled_model_dir() / CONFIG_FILE).is_file():

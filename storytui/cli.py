@@ -164,17 +164,24 @@ def continue_story(
     from storytui.session import load_generator
 
     generator = load_generator(model, precision=precision, on_skip=_warn_skipped)
+    _warn_if_conditioning_cut(generator, prompt, memory)
     pieces: list[str] = []
     out = _Output(sys.stdout)
     story = normalize_newlines(original)  # the model, like the app, sees "\n" line breaks
-    for delta in generator.stream(story, settings, prompt=prompt, memory=memory):
-        pieces.append(delta)
-        if not out.write(delta) and not in_place:
-            return  # the reader went away (`| head`): nothing more to write for
+    try:
+        for delta in generator.stream(story, settings, prompt=prompt, memory=memory):
+            pieces.append(delta)
+            if not out.write(delta) and not in_place:
+                return  # the reader went away (`| head`): nothing more to write for
+    except KeyboardInterrupt:
+        if pieces:  # end the text's line, as a whole continuation does: the error line
+            out.write("\n")  # then starts a line of its own in a terminal
+        raise
     out.write("\n")
     if not "".join(pieces):
         print(f"storytui: {_why_empty(generator.last_stats, settings)}", file=sys.stderr)
-    if in_place:  # the file's own bytes stay exactly as they were; the continuation follows
+    if in_place and pieces:  # the file's own bytes stay exactly as they were; the
+        # continuation follows (an empty one leaves the file alone: same inode, same date)
         from storytui.atomic import atomic_write_bytes
         from storytui.textfile import appended_bytes
 
@@ -241,9 +248,36 @@ class _Output:
                 self.stream.flush()
             except BrokenPipeError:
                 self.open = False
-                devnull = os.open(os.devnull, os.O_WRONLY)  # the exit-time flush goes nowhere
-                os.dup2(devnull, self.stream.fileno())
+                self._discard_the_rest()
+            except OSError as exc:  # a full disk under `> file`, /dev/full, an I/O error
+                self.open = False
+                self._discard_the_rest()
+                raise StoryError(
+                    f"cannot write to standard output: {exc.strerror or exc}; nothing was changed"
+                ) from exc
         return self.open
+
+    def _discard_the_rest(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the exit-time flush goes nowhere
+        os.dup2(devnull, self.stream.fileno())
+
+
+def _warn_if_conditioning_cut(generator, prompt: str, memory: str) -> None:
+    fitted_prompt, fitted_memory = generator.fit_conditioning(prompt, memory)
+    cut = [
+        name
+        for name, given, fitted in (
+            ("--prompt", prompt, fitted_prompt),
+            ("--memory", memory, fitted_memory),
+        )
+        if given.strip() != fitted
+    ]
+    if cut:
+        print(
+            f"storytui: warning: the model reads at most {generator.header_limit} tokens of "
+            f"prompt and memory; the end of {' and '.join(cut)} was left out",
+            file=sys.stderr,
+        )
 
 
 def _warn_skipped(reason: str) -> None:
@@ -341,8 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args or (args[0] not in KNOWN_COMMANDS and not args[0].startswith("-")):
         _refuse_mistyped_command(args)
         args = ["open", *args]
-    _mount_trainer()
     try:
+        _mount_trainer()
         code = app(args=args, prog_name="storytui", standalone_mode=False, **_help_layout())
     except StoryError as exc:
         _fail(str(exc), 1)

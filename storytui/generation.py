@@ -154,10 +154,48 @@ class Generator:
     def context_ids(
         self, text: str, prompt: str = "", memory: str = ""
     ) -> tuple[list[int], list[int]]:
-        """(head, story) token ids exactly as finetuning tokenised them: header, then story."""
+        """(head, story) token ids exactly as finetuning tokenised them: header, then story;
+        a prompt and memory too long for ``header_limit`` lose their ends, never the
+        template's lines (``fit_conditioning``)."""
+        prompt, memory = self.fit_conditioning(prompt, memory)
         formatted = format_story(text, prompt=prompt, memory=memory, template=self.template)
         head = self.tokenizer.encode(formatted.header) if formatted.header else []
         return head, self.tokenizer.encode(formatted.story)
+
+    @property
+    def header_limit(self) -> int:
+        """Tokens the prompt and memory header may take: half of what is left of the block
+        with the most room a continuation reserves (a quarter), so the story always keeps at
+        least as much."""
+        return (self.block_size - self.block_size // 4) // 2
+
+    def fit_conditioning(self, prompt: str, memory: str) -> tuple[str, str]:
+        """The prompt and memory as the model sees them: stripped, and where their header
+        would pass ``header_limit``, cut at their ends to fit: the shorter kept whole if it
+        takes at most half of the room, else both cut to half. Cutting the header's tokens
+        instead would drop its last lines, the memory and the ``[Story]`` line that tells the
+        model where the story starts."""
+        prompt, memory = prompt.strip(), memory.strip()
+        while (prompt or memory) and not self.sliding:  # the original's window cuts its own way
+            header = format_story("", prompt=prompt, memory=memory, template=self.template)
+            over = len(self.tokenizer.encode(header.header)) - self.header_limit
+            if over <= 0:
+                break
+            prompt_ids, memory_ids = self.tokenizer.encode(prompt), self.tokenizer.encode(memory)
+            room = len(prompt_ids) + len(memory_ids) - over  # for the two texts together
+            shorter = min(min(len(prompt_ids), len(memory_ids)), max(room, 0) // 2)
+            longer = room - shorter
+            prompt_keep, memory_keep = (
+                (shorter, longer) if len(memory_ids) >= len(prompt_ids) else (longer, shorter)
+            )
+            prompt = self._cut_text(prompt_ids, prompt_keep)
+            memory = self._cut_text(memory_ids, memory_keep)
+        return prompt, memory
+
+    def _cut_text(self, ids: list[int], keep: int) -> str:
+        """The text of the first ``keep`` of ``ids``, without a character cut in half."""
+        data = b"".join(self.tokenizer.token_bytes(token) for token in ids[: max(keep, 0)])
+        return data.decode("utf-8", errors="ignore").strip()
 
     def prefill(
         self,

@@ -26,6 +26,9 @@ def _is_real(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+MAX_BLOCK_SIZE = 131_072  # tokens of context; 64 MB of rotary tables at head size 64
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild the network; stored in each checkpoint's config.json."""
@@ -58,12 +61,16 @@ class ModelConfig:
         numbers = [
             ("dropout", lambda x: 0 <= x < 1, "in [0, 1)"),
             ("norm_eps", lambda x: 0 < x < 1, "in (0, 1)"),
-            ("rope_theta", lambda x: x > 0, "above 0"),
+            ("rope_theta", lambda x: x >= 1, "of at least 1"),  # below, positions overflow
         ]
         for name, valid, rule in numbers:
             value = getattr(self, name)
             if not _is_real(value) or not valid(value):
                 raise ValueError(f"{name} must be a number {rule}, not {value!r}")
+        if self.block_size > MAX_BLOCK_SIZE:  # its rotary tables are allocated whole
+            raise ValueError(
+                f"block_size must be at most {MAX_BLOCK_SIZE:,}, not {self.block_size!r}"
+            )
         if not isinstance(self.arch, str):
             raise ValueError(f"arch must be a name, not {self.arch!r}")
         if self.n_embd % self.n_head or self.n_head % self.kv_heads:

@@ -14,6 +14,8 @@ from storytui import paths
 from storytui.checkpoint import (
     VOCABULARY_FILE,
     CheckpointMeta,
+    ModelEntry,
+    check_checkpoint,
     list_checkpoints,
     model_candidates,
     read_meta,
@@ -116,10 +118,12 @@ def print_model_list(console: Console | None = None) -> None:
 
         console.print(NO_MODEL_HINT[0].upper() + NO_MODEL_HINT[1:] + ".")
         return
-    first_choice = next(iter(model_candidates(entries)), None)
+    problems = {entry.path: _load_problem(entry) for entry in entries}
+    usable = [path for path in model_candidates(entries) if problems[path] is None]
+    first_choice = next(iter(usable), None)
     table = Table(
         title=f"Models in {paths.models_dir()}",
-        caption="* tried first when no --model is given",
+        caption="* used when no --model is given",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
@@ -132,9 +136,9 @@ def print_model_list(console: Console | None = None) -> None:
     for entry in entries:
         name = ("* " if entry.path == first_choice else "") + entry.name
         name += " (bundled)" if entry.bundled else ""
-        if entry.meta is None:
+        if problems[entry.path] is not None:
             table.add_row(name, "", "", "", "", "", "[red]unreadable[/]")
-            broken.append(entry.error or "")
+            broken.append(problems[entry.path])
             continue
         m = entry.meta
         table.add_row(
@@ -149,6 +153,18 @@ def print_model_list(console: Console | None = None) -> None:
     print_fitting(console, table)
     for error in broken:  # whole, below the table: a cell would cut the reason short
         console.print(f"[red]unreadable:[/] {error}", highlight=False)
+
+
+def _load_problem(entry: ModelEntry) -> str | None:
+    """Why ``entry`` would not load, from everything but its tensor data (a listing stays
+    fast; weights cut short or a hand-edited size show here, not only at the next load)."""
+    if entry.meta is None:
+        return entry.error or "unreadable"
+    try:
+        check_checkpoint(entry.path)
+    except StoryError as exc:
+        return str(exc)
+    return None
 
 
 def _heads(query: int, key_value: int) -> str:
@@ -180,9 +196,16 @@ def describe(meta: CheckpointMeta, directory: Path | None = None) -> list[tuple[
 
 
 def print_model_info(name: str, console: Console | None = None) -> None:
+    """The model's details and loss curve; a model that would not load is still described
+    (from its config), and the reason it would not load follows as the command's error."""
     console = console or Console()
     directory = resolve_model(name)
     meta = read_meta(directory)
+    try:
+        check_checkpoint(directory)
+        problem = None
+    except StoryError as exc:
+        problem = exc
     table = Table(title=f"{directory.name}  ({directory})", show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")  # a hash or path folds onto the next line, never cut
@@ -195,6 +218,8 @@ def print_model_info(name: str, console: Console | None = None) -> None:
         print_curves(directory.name, console=console, quiet_if_missing=True)
     except ImportError:
         pass
+    if problem is not None:
+        raise StoryError(f"it cannot be loaded: {problem}")
 
 
 def remove_model(name: str, confirm: bool = True) -> None:
@@ -213,7 +238,15 @@ def remove_model(name: str, confirm: bool = True) -> None:
         import typer
 
         what = " and its training run " + str(run) if run.is_dir() else ""
-        if not typer.confirm(f"Delete {directory}{what}?", default=False):
+        try:
+            sure = typer.confirm(f"Delete {directory}{what}?", default=False)
+        except typer.Abort as exc:  # click's answer to Ctrl-C and to end of input alike
+            if isinstance(exc.__context__, EOFError):
+                raise StoryError(
+                    "not deleted (no answer; pass -y to delete without asking)"
+                ) from None
+            raise
+        if not sure:
             raise StoryError("not deleted")
     for path in doomed:  # the run too: else `train --out NAME` would offer to resume a ghost
         shutil.rmtree(path)

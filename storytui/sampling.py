@@ -21,6 +21,7 @@ from storytui.tokenizer import UTF8_INVALID, Utf8Table
 DEFAULT_DRY_BREAKERS = ("\n", ":", '"', "*")
 
 
+SEED_LIMIT = 2**63  # seeds are 0 .. SEED_LIMIT-1: what torch's generators take
 MIN_TEMPERATURE = 1e-3  # below it scores overflow float32 (the choice is greedy long before)
 
 
@@ -61,7 +62,7 @@ class SamplingSettings:
             (self.dry_base >= 1, "dry_base", ">= 1"),
             (self.dry_allowed_length >= 1, "dry_allowed_length", ">= 1"),
             (1 <= self.max_new_tokens <= 100_000, "max_new_tokens", "between 1 and 100000"),
-            (self.seed is None or 0 <= self.seed < 2**63, "seed", "between 0 and 2**63-1"),
+            (self.seed is None or 0 <= self.seed < SEED_LIMIT, "seed", "between 0 and 2**63-1"),
             (all(self.stop), "stop", "non-empty text; an empty stop string would stop at once"),
         ]
         return [(attr, rule) for ok, attr, rule in checks if not ok]
@@ -93,7 +94,10 @@ class SamplingSettings:
         return cls(**values).validate()
 
 
-FLAGS = {"max_new_tokens": "max-tokens"}  # attributes whose command-line flag is not their name
+FLAGS = {  # attributes whose command-line flag is not their name
+    "max_new_tokens": "max-tokens",
+    "dry_multiplier": "dry",
+}
 
 
 PRESET_SETTINGS: dict[str, SamplingSettings] = {

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from storytui.checkpoint import Checkpoint, load_best_checkpoint, load_checkpoint, resolve_model
-from storytui.generation import DEFAULT_PRECISION, Generator
+from storytui.errors import StoryError
+from storytui.generation import DEFAULT_PRECISION, PRECISIONS, Generator
 
 
 def load_generator(
@@ -15,7 +16,8 @@ def load_generator(
     on_skip: Callable[[str], object] | None = None,
 ) -> Generator:
     """The named model, or with ``None`` the best one that loads; ``on_skip`` hears why each
-    better one could not."""
+    better one could not. A bad ``precision`` is refused before any model is read."""
+    check_precision(precision)
     if name_or_dir is not None:
         return generator_for(load_checkpoint(resolve_model(name_or_dir)), precision)
     checkpoint, skipped = load_best_checkpoint()
@@ -25,15 +27,17 @@ def load_generator(
     return generator_for(checkpoint, precision)
 
 
-def generator_for(checkpoint: Checkpoint, precision: str | None = None) -> Generator:
-    from storytui.errors import StoryError
-    from storytui.generation import PRECISIONS
+def check_precision(precision: str | None) -> None:
+    """None (the default for the model) or one of ``PRECISIONS``, exactly as spelt."""
+    if precision is not None and precision not in PRECISIONS:
+        raise StoryError(f"invalid precision {precision!r} (choose {', '.join(PRECISIONS)})")
 
+
+def generator_for(checkpoint: Checkpoint, precision: str | None = None) -> Generator:
+    check_precision(precision)
     if precision is None:
         # imported seed models run in fp32 so greedy decoding repeats the original's tokens
         precision = "fp32" if checkpoint.meta.model.arch == "seed" else DEFAULT_PRECISION
-    if precision not in PRECISIONS:
-        raise StoryError(f"invalid precision {precision!r} (choose {', '.join(PRECISIONS)})")
     generator = Generator(
         checkpoint.model,
         checkpoint.tokenizer,

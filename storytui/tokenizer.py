@@ -340,13 +340,20 @@ def _load_ranks_file(path: Path) -> dict[bytes, int]:
     """Parse a tiktoken ranks file ourselves: tiktoken's loader caches by path in a temp dir, so
     a retrained vocabulary at the same path would silently load the stale copy."""
     try:
-        ranks: dict[bytes, int] = {}
-        for line in path.read_bytes().splitlines():
-            if line.strip():
-                token, rank = line.split()
-                ranks[base64.b64decode(token, validate=True)] = int(rank)
-    except (ValueError, OSError) as exc:
-        raise StoryError(f"cannot read vocabulary file {path}: {exc}") from exc
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise StoryError(f"cannot read vocabulary file {path}: {exc.strerror or exc}") from exc
+    ranks: dict[bytes, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except ValueError as exc:
+            raise StoryError(
+                f"vocabulary file {path}: line {number} is not a base64 token and its rank"
+            ) from exc
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise StoryError(f"vocabulary file {path} has gaps or duplicates in its ranks")
     missing = sum(bytes([byte]) not in ranks for byte in range(256))

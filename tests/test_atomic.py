@@ -17,6 +17,7 @@ import pytest
 from storytui import atomic
 from storytui.atomic import atomic_directory, atomic_write_bytes, restore_replaced
 from storytui.checkpoint import list_checkpoints
+from storytui.errors import StoryError
 from tests.conftest import make_tiny_checkpoint
 
 WRITER = textwrap.dedent(
@@ -149,3 +150,45 @@ def test_a_symlinked_story_is_written_through(tmp_path: Path) -> None:
     link.symlink_to(real)
     atomic_write_bytes(link, b"new")
     assert link.is_symlink() and real.read_bytes() == b"new"
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_a_folder_that_cannot_hold_the_file_is_one_story_error(tmp_path: Path, kind) -> None:
+    """A parent that is a file (refused even to root, like a read-only folder to a user) makes
+    the temp file impossible: that is the writer's error to show, not an OSError traceback."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me")
+    target = blocker / "story.txt"
+    with pytest.raises(
+        StoryError, match=r"^cannot write .*notes\.txt/story\.txt: .*notes\.txt is not a folder$"
+    ):
+        if kind == "file":
+            atomic_write_bytes(target, b"text")
+        else:
+            with atomic_directory(target):
+                pass
+    assert blocker.read_text() == "keep me"
+
+
+def test_a_folder_the_writer_may_not_write_to_is_one_story_error(tmp_path: Path, monkeypatch):
+    """A read-only folder (EACCES from the temp file; root is never refused, so the refusal is
+    simulated where the temp file is made)."""
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
+    with pytest.raises(StoryError, match=r"^cannot write .*story\.txt: Permission denied$"):
+        atomic_write_bytes(tmp_path / "story.txt", b"text")
+    assert not (tmp_path / "story.txt").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may give a file to another user")
+def test_a_replaced_file_keeps_its_owner_and_group(tmp_path: Path) -> None:
+    story = tmp_path / "story.txt"
+    story.write_bytes(b"old")
+    os.chown(story, 65534, 65534)  # nobody's, edited by root
+    story.chmod(0o640)
+    atomic_write_bytes(story, b"new")
+    stat = story.stat()
+    assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (65534, 65534, 0o640)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from storytui.checkpoint import (
     list_checkpoints,
     load_best_checkpoint,
     load_checkpoint,
+    model_candidates,
     read_meta,
     resolve_model,
 )
@@ -97,6 +99,16 @@ def _corrupt(path: Path, how: str) -> None:
         state = load_file(str(weights))
         state["norm.weight"][0] = float("nan")
         save_file(state, str(weights))
+    elif how == "weights-folder":
+        weights.unlink()
+        weights.mkdir()
+    elif how == "config-folder":
+        config.unlink()
+        config.mkdir()
+    elif how == "huge-width":  # a hand-edited size the weights do not have
+        data = json.loads(config.read_text())
+        data["model"].update(n_embd=1_000_000, n_head=1000, n_kv_head=None)
+        config.write_text(json.dumps(data))
     elif how == "missing-key":
         data = json.loads(config.read_text())
         del data["tokenizer"]
@@ -113,6 +125,9 @@ def _corrupt(path: Path, how: str) -> None:
         ("no-weights", "has no model.safetensors"),
         ("nan", "NaN"),
         ("missing-key", "malformed"),
+        ("weights-folder", "model.safetensors is a folder, not a file"),
+        ("config-folder", "config.json is a folder, not a file"),
+        ("huge-width", r"shape \(.*\), config expects \(.*1000000"),
     ],
 )
 def test_corrupt_checkpoints_are_refused_in_one_line(
@@ -132,7 +147,9 @@ def test_corrupt_checkpoints_are_refused_in_one_line(
         ({"model": {"n_layer": True}}, "n_layer must be a positive integer, not True"),
         ({"model": {"n_embd": "abc"}}, "n_embd must be a positive integer, not 'abc'"),
         ({"model": {"n_kv_head": 0}}, "n_kv_head must be a positive integer"),
-        ({"model": {"rope_theta": None}}, "rope_theta must be a number above 0"),
+        ({"model": {"rope_theta": None}}, "rope_theta must be a number of at least 1"),
+        ({"model": {"rope_theta": 1e-300}}, "rope_theta must be a number of at least 1"),
+        ({"model": {"block_size": 10**9}}, "block_size must be at most 131,072"),
         ({"model": {"dropout": 1.5}}, "dropout must be a number in [0, 1)"),
         ({"model": {"norm_eps": 0}}, "norm_eps must be a number in (0, 1)"),
         ({"model": {"n_head": 3}}, "do not divide evenly"),
@@ -181,6 +198,11 @@ def test_resolve_prefers_newest_finetune_then_pretrain(storytui_home: Path) -> N
     with pytest.raises(StoryError, match="no model named 'missing'"):
         resolve_model("missing")
     assert read_meta(models / "ft").stage == "finetune"
+    # times are compared as moments: 12:00+05:00 is 07:00 UTC, before 08:00 UTC
+    make_tiny_checkpoint(models / "east", stage="finetune", created="2026-04-01T12:00:00+05:00")
+    make_tiny_checkpoint(models / "utc", stage="finetune", created="2026-04-01T08:00:00+00:00")
+    make_tiny_checkpoint(models / "odd", stage="finetune", created="yesterday")
+    assert [p.name for p in model_candidates()][:4] == ["utc", "east", "ft", "odd"]
 
 
 def test_model_names_never_lead_out_of_the_models_dir(storytui_home: Path) -> None:
@@ -248,3 +270,68 @@ def test_messages_name_a_model_as_the_writer_types_it(
 def test_a_name_too_long_for_a_path_is_just_no_such_model(storytui_home: Path) -> None:
     with pytest.raises(StoryError, match="no model named"):
         resolve_model("a" * 300)
+    with pytest.raises(StoryError, match="no model named"):
+        resolve_model("a" * 5000)  # longer than a whole path may be
+
+
+def test_checking_a_checkpoint_reads_no_tensor_data(tiny_checkpoint: Path, monkeypatch) -> None:
+    """``check_checkpoint`` (what ``models info`` runs) finds what loading would, from the
+    config, the vocabulary and the weights' header alone: a hand-edited size is refused
+    before anything is allocated for it."""
+    from storytui import checkpoint
+    from storytui.checkpoint import check_checkpoint
+
+    assert check_checkpoint(tiny_checkpoint).preset == read_meta(tiny_checkpoint).preset
+    monkeypatch.setattr(checkpoint, "load_file", lambda *_: pytest.fail("read tensor data"))
+    for how, message in (("huge-width", "config expects"), ("truncated", "truncated")):
+        _corrupt(tiny_checkpoint, how)
+        with pytest.raises(StoryError, match=message):
+            check_checkpoint(tiny_checkpoint)
+        with pytest.raises(StoryError, match=message):
+            load_checkpoint(tiny_checkpoint)  # refused before its tensors are read
+        make_tiny_checkpoint(tiny_checkpoint)
+
+
+@pytest.mark.parametrize("name", [CONFIG_FILE, WEIGHTS_FILE])
+def test_a_file_the_user_may_not_read_is_said_to_be_unreadable(
+    tiny_checkpoint: Path, monkeypatch, name: str
+) -> None:
+    """Not 'missing' or 'corrupt': a permission problem names itself (simulated, as root may
+    read anything), and `storytui models` lists the checkpoint as unreadable, not crash."""
+    import builtins
+
+    from storytui import checkpoint
+
+    real_open = builtins.open
+
+    def guarded_open(path, *args, **kwargs):
+        if Path(path).name == name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "open", guarded_open, raising=False)
+    if name == CONFIG_FILE:
+        monkeypatch.setattr(Path, "read_text", lambda self, **_: guarded_open(self).read())
+    message = f"checkpoint tiny-test: cannot read {name}: Permission denied"
+    with pytest.raises(StoryError) as info:
+        load_checkpoint(tiny_checkpoint)
+    assert str(info.value) == message
+    entries = list_checkpoints(include_bundled=False)
+    if name == CONFIG_FILE:
+        assert [(e.name, e.error) for e in entries] == [("tiny-test", message)]
+
+
+def test_a_plain_name_is_the_data_dirs_model_even_beside_a_folder_of_that_name(
+    storytui_home: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """`-m good` in a folder that holds a `good/` checkpoint is still the data dir's model;
+    `./good` is the folder, and its messages say `./good`, not the model's name."""
+    ours = make_tiny_checkpoint(storytui_home / "models" / "good")
+    monkeypatch.chdir(tmp_path)
+    here = make_tiny_checkpoint(tmp_path / "good")
+    (here / CONFIG_FILE).write_text("{not json")
+    assert resolve_model("good") == ours == resolve_model("good/")
+    assert resolve_model("./good").resolve() == here
+    with pytest.raises(StoryError) as info:
+        load_checkpoint(resolve_model("./good"))
+    assert str(info.value).startswith(f"checkpoint .{os.sep}good: config.json is not valid JSON")

@@ -67,6 +67,25 @@ def test_continue_is_reproducible_by_seed(tiny_checkpoint: Path, story: Path, ca
     assert story.read_text() == STORY
 
 
+def test_a_prompt_too_long_for_the_model_is_cut_with_a_warning(
+    tiny_checkpoint: Path, story: Path, capsys
+) -> None:
+    """The continuation is the one the cut prompt gives, and one line says what was cut."""
+    from storytui.session import load_generator
+
+    args = ["continue", str(story), "-m", "tiny-test", "-n", "8", "--seed", "2"]
+    premise = "the dragon and the knight " * 400
+    code, out, err = run_cli([*args, "--prompt", premise, "--memory", "Ada"], capsys)
+    assert code == 0, err
+    assert err.startswith("storytui: warning: the model reads at most ")
+    assert err.strip().endswith("the end of --prompt was left out")
+    generator = load_generator("tiny-test")
+    cut, memory = generator.fit_conditioning(premise, "Ada")
+    assert memory == "Ada" and len(cut) < len(premise)
+    _, again, err = run_cli([*args, "--prompt", cut, "--memory", "Ada"], capsys)
+    assert again == out and err == ""
+
+
 def test_continue_in_place_appends_exactly_what_was_streamed(
     tiny_checkpoint: Path, story: Path, capsys
 ) -> None:
@@ -130,6 +149,44 @@ def test_models_list_and_info(tiny_checkpoint: Path, capsys) -> None:
     assert code == 0 and "tiny-test" in out and "pretrain" in out
     code, out, _ = run_cli(["models", "info", "tiny-test"], capsys)
     assert code == 0 and "storytui-16k" in out and "tiny" in out
+
+
+def test_models_shows_weights_that_would_not_load(storytui_home: Path, capsys) -> None:
+    """Weights cut short show in the listing and in `models info` (which still describes the
+    model, then fails), and the `*` goes to the model a command would actually use."""
+    models = storytui_home / "models"
+    make_tiny_checkpoint(models / "older", stage="finetune", created="2026-01-01T00:00:00+00:00")
+    cut = make_tiny_checkpoint(
+        models / "newest", stage="finetune", created="2026-02-01T00:00:00+00:00"
+    )
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    code, out, _ = run_cli(["models"], capsys)
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert code == 0 and "unreadable" in rows["newest"] and "* older" in out
+    assert "unreadable: checkpoint newest: model.safetensors is corrupt or truncated" in out
+    code, out, err = run_cli(["models", "info", "newest"], capsys)
+    assert code == 1 and "finetune" in out
+    assert err.startswith("storytui: error: it cannot be loaded: checkpoint newest: model.")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_models_rm_without_an_answer_deletes_nothing(
+    tiny_checkpoint: Path, storytui_home: Path
+) -> None:
+    """End of input (`</dev/null`, a script) is no answer, not a Ctrl-C."""
+    env = {**os.environ, "STORYTUI_HOME": str(storytui_home)}
+    result = subprocess.run(
+        [sys.executable, "-m", "storytui", "models", "rm", "tiny-test"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 1 and tiny_checkpoint.is_dir()
+    assert result.stderr.decode().endswith(
+        "storytui: error: not deleted (no answer; pass -y to delete without asking)\n"
+    )
 
 
 def test_models_rm(tiny_checkpoint: Path, capsys) -> None:
@@ -233,10 +290,33 @@ def test_output_streams_before_the_end_and_ctrl_c_is_clean(
     assert process.poll() is None  # still generating: output is streamed, not buffered
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    out, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert err.decode().strip() == "storytui: interrupted"
+    assert out.endswith(b"\n")  # the text's line ends: in a terminal the error line is its own
     assert story.read_text() == STORY  # in-place: the old file, untouched
+
+
+def test_ctrl_c_while_the_command_line_is_still_starting_is_one_line(
+    storytui_home: Path,
+) -> None:
+    """A Ctrl-C during the first imports (typer, rich), before any command runs: the entry
+    point itself turns it into the one line and status 130 (simulated: an import that is
+    interrupted, as a SIGINT at that moment would interrupt it)."""
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def interrupted(name, *a, **k):\n"
+        "    if name == 'typer': raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = interrupted\n"
+        "sys.argv = ['storytui', '--help']\n"
+        "from storytui.__main__ import main\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.returncode == 130
+    assert result.stderr.decode() == "storytui: interrupted\n" and result.stdout == b""
 
 
 def test_models_rm_takes_only_a_model_name(
@@ -365,6 +445,29 @@ def test_closed_stdout_is_one_line(tiny_checkpoint: Path, story: Path, storytui_
     )
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+def test_standard_output_that_cannot_be_written_is_one_line(
+    tiny_checkpoint: Path, story: Path, storytui_home: Path, in_place: bool
+) -> None:
+    """/dev/full fails every write with ENOSPC, as a full disk under `> file` does: the error
+    names standard output (no disk the story is on is full), and -i leaves the story alone."""
+    env = {**os.environ, "STORYTUI_HOME": str(storytui_home)}
+    flags = "-i" if in_place else ""
+    result = subprocess.run(
+        f'"{sys.executable}" -m storytui continue "{story}" -n 5 --seed 1 {flags} >/dev/full',
+        shell=True,
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        "storytui: error: cannot write to standard output: No space left on device; "
+        "nothing was changed\n"
+    )
+    assert story.read_text() == STORY
+
+
 def test_mistyped_command_and_version(story: Path, capsys) -> None:
     from storytui.cli import _refuse_mistyped_command
 
@@ -487,6 +590,12 @@ def test_an_empty_continuation_says_why(
     code, out, err = run_cli(["continue", str(story), "-n", "5"], capsys)
     assert code == 0 and out == "\n"
     assert "the model ended the story at once" in err
+    os.utime(story, (1_600_000_000, 1_600_000_000))
+    before = story.stat()
+    code, out, err = run_cli(["continue", str(story), "-n", "5", "-i"], capsys)
+    after = story.stat()  # with nothing to add, -i leaves the file itself alone
+    assert code == 0 and "the model ended the story at once" in err
+    assert (after.st_ino, after.st_mtime) == (before.st_ino, before.st_mtime)
 
 
 def test_models_rm_takes_the_training_run_along(
@@ -528,3 +637,16 @@ def test_help_into_a_closed_pipe_exits_quietly_with_0(args, tmp_path):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert err == b""
+
+
+def test_a_bad_precision_is_refused_before_any_model_is_read(
+    tiny_checkpoint: Path, story: Path, capsys, monkeypatch
+) -> None:
+    from storytui import checkpoint, session
+
+    for module in (checkpoint, session):
+        monkeypatch.setattr(module, "load_checkpoint", lambda *_: pytest.fail("loaded"))
+    for model in ([], ["-m", "tiny-test"]):
+        code, _, err = run_cli(["continue", str(story), *model, "--precision", "INT4"], capsys)
+        assert code == 1
+        assert err == "storytui: error: invalid precision 'INT4' (choose fp32, bf16, int8, int4)\n"

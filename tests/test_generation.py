@@ -113,6 +113,38 @@ def test_context_longer_than_block_keeps_head_and_newest_tail(generator: Generat
     assert block - room - block // 16 < seen <= block - room
 
 
+@pytest.mark.parametrize("long", ["prompt", "memory", "both"])
+def test_a_prompt_and_memory_too_long_for_the_header_lose_their_ends_not_the_layout(
+    generator: Generator, long: str
+) -> None:
+    """The header keeps every template line, ``[Story]`` last, within ``header_limit``: the
+    longer text is cut at its end, the shorter one kept whole where that is enough."""
+    tok, limit = generator.tokenizer, generator.header_limit
+    premise = " ".join(f"dragon{i} and the knight" for i in range(limit))
+    note = " ".join(f"Ada{i} is brave" for i in range(limit))
+    prompt = premise if long in ("prompt", "both") else "A storm"
+    memory = note if long in ("memory", "both") else "Names: Ada"
+    head, _ = generator.context_ids("Once.", prompt=prompt, memory=memory)
+    header = tok.decode(head)
+    assert len(head) <= limit
+    lines = header.split("\n")
+    assert lines[0].startswith("[Prompt] ") and lines[1].startswith("[Memory] ")
+    assert lines[2:] == ["[Story]", ""]
+    fitted_prompt, fitted_memory = lines[0][9:], lines[1][9:]
+    assert prompt.startswith(fitted_prompt) and memory.startswith(fitted_memory)
+    if long == "prompt":
+        assert fitted_memory == memory and len(fitted_prompt) < len(prompt)
+    if long == "memory":
+        assert fitted_prompt == prompt and len(fitted_memory) < len(memory)
+    if long == "both":  # each keeps about half of the room
+        assert len(fitted_prompt) < len(prompt) and len(fitted_memory) < len(memory)
+        halves = len(tok.encode(fitted_prompt)), len(tok.encode(fitted_memory))
+        assert min(halves) > 0.3 * limit and abs(halves[0] - halves[1]) <= 0.1 * limit
+    assert generator.fit_conditioning(prompt, memory) == (fitted_prompt, fitted_memory)
+    short = generator.fit_conditioning(" A storm ", "Names: Ada")
+    assert short == ("A storm", "Names: Ada")
+
+
 def test_a_long_story_keeps_its_window_while_words_are_added_at_the_end() -> None:
     """The window over a story longer than the block starts at a multiple of block // 16
     tokens: adding a word moves it only when a whole step has been written, so continuing

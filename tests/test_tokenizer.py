@@ -96,8 +96,12 @@ def test_ranks_file_is_read_fresh_each_time(tmp_path) -> None:
     second = {**first, b"th": 256}
     write_ranks(path, second)  # same path, new content: no stale cached copy may come back
     assert _load_ranks_file(path) == second
-    path.write_text("not base64 at all\n")
-    with pytest.raises(StoryError, match="cannot read vocabulary file"):
+    path.write_text("YQ== 0\nnot base64 at all\n")
+    with pytest.raises(StoryError, match=r"\.tiktoken: line 2 is not a base64 token and its rank$"):
+        _load_ranks_file(path)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(StoryError, match=r"^cannot read vocabulary file .*: Is a directory$"):
         _load_ranks_file(path)
 
 
