@@ -228,7 +228,7 @@ def test_a_small_text_that_gives_fewer_tokens_than_asked_says_so(capsys):
     [
         ("", "not a byte-level vocabulary: 256 of the 256 single-byte tokens are missing"),
         ("YQ== 0\n", "not a byte-level vocabulary: 255 of the 256"),
-        ("not base64\n", "cannot read vocabulary file"),
+        ("not base64\n", "line 1 is not a base64 token and its rank"),
     ],
 )
 def test_a_broken_vocabulary_file_is_one_line_wherever_it_is(
