@@ -209,11 +209,6 @@ def read_meta(directory: Path) -> CheckpointMeta:
     config_path = _require_file(directory, CONFIG_FILE)
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        label = checkpoint_label(directory)
-        raise StoryError(
-            f"checkpoint {label}: cannot read {CONFIG_FILE}: {exc.strerror or exc}"
-        ) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StoryError(
             f"checkpoint {checkpoint_label(directory)}: {CONFIG_FILE} is not valid JSON ({exc})"
@@ -257,11 +252,12 @@ def load_checkpoint(directory: Path, *, device: str | torch.device = "cpu") -> C
     )
 
 
-def check_checkpoint(directory: Path) -> CheckpointMeta:
+def check_checkpoint(directory: Path, meta: CheckpointMeta | None = None) -> CheckpointMeta:
     """Everything ``load_checkpoint`` checks that needs no tensor data (the config, the
     vocabulary, the weights file's header against the config): cheap enough for ``models
-    info``, and what a copy that was cut short or edited by hand fails."""
-    meta = read_meta(directory)
+    info``, and what a copy that was cut short or edited by hand fails. ``meta``: the config
+    the caller already read."""
+    meta = meta or read_meta(directory)
     checkpoint_tokenizer(directory, meta)
     check_weight_shapes(directory, meta)
     return meta

@@ -157,10 +157,8 @@ class Generator:
         """(head, story) token ids exactly as finetuning tokenised them: header, then story;
         a prompt and memory too long for ``header_limit`` lose their ends, never the
         template's lines (``fit_conditioning``)."""
-        prompt, memory = self.fit_conditioning(prompt, memory)
-        formatted = format_story(text, prompt=prompt, memory=memory, template=self.template)
-        head = self.tokenizer.encode(formatted.header) if formatted.header else []
-        return head, self.tokenizer.encode(formatted.story)
+        _, _, head = self._fit_header(prompt, memory)
+        return head, self.tokenizer.encode(text)
 
     @property
     def header_limit(self) -> int:
@@ -175,12 +173,19 @@ class Generator:
         takes at most half of the room, else both cut to half. Cutting the header's tokens
         instead would drop its last lines, the memory and the ``[Story]`` line that tells the
         model where the story starts."""
+        prompt, memory, _ = self._fit_header(prompt, memory)
+        return prompt, memory
+
+    def _fit_header(self, prompt: str, memory: str) -> tuple[str, str, list[int]]:
+        """``fit_conditioning``'s prompt and memory, and the header's token ids (encoded once:
+        the status bar asks for them on every change)."""
         prompt, memory = prompt.strip(), memory.strip()
-        while (prompt or memory) and not self.sliding:  # the original's window cuts its own way
+        while True:
             header = format_story("", prompt=prompt, memory=memory, template=self.template)
-            over = len(self.tokenizer.encode(header.header)) - self.header_limit
-            if over <= 0:
-                break
+            head = self.tokenizer.encode(header.header) if header.header else []
+            over = len(head) - self.header_limit
+            if over <= 0 or self.sliding:  # the original's window cuts its own way
+                return prompt, memory, head
             prompt_ids, memory_ids = self.tokenizer.encode(prompt), self.tokenizer.encode(memory)
             room = len(prompt_ids) + len(memory_ids) - over  # for the two texts together
             shorter = min(min(len(prompt_ids), len(memory_ids)), max(room, 0) // 2)
@@ -190,7 +195,6 @@ class Generator:
             )
             prompt = self._cut_text(prompt_ids, prompt_keep)
             memory = self._cut_text(memory_ids, memory_keep)
-        return prompt, memory
 
     def _cut_text(self, ids: list[int], keep: int) -> str:
         """The text of the first ``keep`` of ``ids``, without a character cut in half."""

@@ -161,7 +161,7 @@ def _load_problem(entry: ModelEntry) -> str | None:
     if entry.meta is None:
         return entry.error or "unreadable"
     try:
-        check_checkpoint(entry.path)
+        check_checkpoint(entry.path, entry.meta)
     except StoryError as exc:
         return str(exc)
     return None
@@ -202,7 +202,7 @@ def print_model_info(name: str, console: Console | None = None) -> None:
     directory = resolve_model(name)
     meta = read_meta(directory)
     try:
-        check_checkpoint(directory)
+        check_checkpoint(directory, meta)
         problem = None
     except StoryError as exc:
         problem = exc
