@@ -121,3 +121,14 @@ def test_empty_or_malformed_sources_are_refused_not_defaulted(args, expected, ht
     assert str(result.exception).startswith(expected) and "\n" not in str(result.exception)
     assert http_server.requests == []  # nothing fetched: not the default list, not a mirror
     assert not paths.raw_dir("gutenberg").exists() and not paths.raw_dir("writingprompts").exists()
+
+
+def test_rows_labelled_by_number_are_named_as_left_out(tmp_path):
+    data = tmp_path / "scored.jsonl"
+    rows = [{"prompt": "P", "story": story(1), "label": "human"}]
+    rows += [{"prompt": "P", "story": story(i), "label": i % 2} for i in range(2, 5)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = runner.invoke(data_app, ["download", "writingprompts", "--from", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "1 pairs" in result.output
+    assert "left out: 3 rows of scored whose label is a number" in " ".join(result.output.split())

@@ -509,3 +509,30 @@ def test_a_truncated_archive_is_one_line_that_says_to_fetch_it_again(http_server
     message = str(info.value)
     assert message.startswith("cannot unpack") and message.endswith("--force")
     assert "\n" not in message and http_server.requests == []
+
+
+def test_rows_naming_a_model_or_labelled_by_number_are_never_ingested(tmp_path):
+    """A model named in a source/generator column wins over a "human" label, and a bare 0/1
+    label is left out (its meaning differs between releases), counted apart."""
+    rows = [
+        {"prompt": "P", "story": story(1), "label": "human", "source": "reddit"},
+        {"prompt": "P", "story": story(2), "generator": "human"},
+        {"prompt": "P", "story": machine(1), "label": "human", "source": "gpt-4"},
+        {"prompt": "P", "story": machine(2), "source": "ChatGPT"},
+        {"prompt": "P", "story": machine(3), "generator": "text-davinci-003"},
+        {"prompt": "P", "story": machine(4), "written_by": "Claude-instant"},
+        {"prompt": "P", "story": machine(5), "label": 1},
+        {"prompt": "P", "story": machine(6), "label": 0},
+        {"prompt": "P", "story": machine(7), "label": True},
+    ]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    labels = tmp_path / "labelled.csv"
+    write_csv(labels, ["prompt", "story", "label"], [["P", machine(8), "1"], ["P", machine(9), 0]])
+    report = ingest([data, labels])
+    text = all_output()
+    assert MACHINE not in text
+    assert "word1x0" in text and "word2x0" in text
+    assert report.machine["mine"] == 4
+    assert report.unclear == {"mine": 3, "labelled": 2}
+    assert report.to_json()["unclear_label_rows"] == {"mine": 3, "labelled": 2}

@@ -128,6 +128,12 @@ def download_writingprompts_cmd(
         f"→ {paths.clean_dir('writingprompts')}",
         highlight=False,
     )
+    for source, rows in sorted(report.unclear.items()):
+        console.print(
+            f"  [yellow]left out:[/] {rows:,} rows of {source} whose label is a number, which "
+            "does not say who wrote them; label them human or machine to use them",
+            highlight=False,
+        )
     for skipped in report.skipped_files:
         console.print(f"  [dim]not read:[/] {skipped}", highlight=False)
 
@@ -200,7 +206,8 @@ def _pairs_table(report: dict) -> Table:
     kept: dict[str, dict[str, int]] = {}
     for source, split, n in report.get("kept", []):
         kept.setdefault(source, {})[split] = n
-    names = sorted(set(kept) | set(report.get("duplicates", {})) | set(report.get("dropped", {})))
+    counted = ("duplicates", "dropped", "machine_rows_ignored", "unclear_label_rows")
+    names = sorted(set(kept).union(*(report.get(name, {}) for name in counted)))
     for source in names:
         row = kept.get(source, {})
         table.add_row(

@@ -71,6 +71,7 @@ class IngestReport:
     duplicates: Counter = field(default_factory=Counter)  # source -> stories seen before
     dropped: Counter = field(default_factory=Counter)  # source -> empty/deleted/too short
     machine: Counter = field(default_factory=Counter)  # source -> machine-written rows ignored
+    unclear: Counter = field(default_factory=Counter)  # source -> rows whose label is a number
     skipped_files: list[str] = field(default_factory=list)
 
     def split_totals(self) -> dict[str, int]:
@@ -82,6 +83,7 @@ class IngestReport:
             "duplicates": dict(self.duplicates),
             "dropped": dict(self.dropped),
             "machine_rows_ignored": dict(self.machine),
+            "unclear_label_rows": dict(self.unclear),
             "skipped_files": self.skipped_files,
         }
 
@@ -243,7 +245,17 @@ _STORY_FIELDS = ("story", "human_story", "text", "body", "content", "target", "r
 _LABEL_FIELDS = ("label", "author_type", "source_type", "origin", "type", "class", "author")
 _HUMAN_FLAGS = ("is_human", "human_written", "human")
 _MACHINE_FLAGS = ("generated", "is_generated", "machine", "is_machine", "ai_generated", "fake")
-_MODEL_FIELDS = ("model", "generator", "llm", "llm_name", "model_name")
+_MODEL_FIELDS = ("model", "generator", "llm", "llm_name", "model_name", "generated_by")
+# Fields that may name a person or a place (reddit) as well as a model: only a model's name counts.
+_ORIGIN_FIELDS = ("source", "written_by", "system", "engine")
+_NOT_A_MODEL = {"human", "humans", "none", "null", "n/a", "na", "-", "reddit", "person", "writer"}
+_MODEL_NAME = re.compile(
+    r"\b(?:gpt|chatgpt|openai|davinci|claude|anthropic|llama|mistral|mixtral|gemini|gemma|palm"
+    r"|bard|bloom|falcon|vicuna|alpaca|qwen|deepseek|grok|copilot|beluga|orca|platypus|progen"
+    r"|llm|model|generated|machine|sampled|synthetic)"
+    r"|\b(?:ai|bot|hint|bart|t5|opt|phi-?\d*)\b",
+    re.IGNORECASE,
+)
 _SPLIT_NAMES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid"}
 _SPLIT_NAMES |= {"dev": "valid", "test": "test"}
 
@@ -502,7 +514,11 @@ def _dict_rows(
         if not isinstance(row, dict):
             continue
         fields = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
-        if not _is_human(fields):
+        human = _is_human(fields)
+        if human is None:
+            report.unclear[source] += 1
+            continue
+        if not human:
             report.machine[source] += 1
             continue
         story = _first_text(fields, _STORY_FIELDS)
@@ -512,12 +528,21 @@ def _dict_rows(
         yield _Raw(_first_text(fields, _PROMPT_FIELDS) or "", story, row_split)
 
 
-def _is_human(fields: dict[str, Any]) -> bool:
-    """Rows that say who wrote them must say "human"; model-name columns mean model output."""
+def _is_human(fields: dict[str, Any]) -> bool | None:
+    """Who wrote a row: False where anything names a model, True where a label says "human"
+    (or says nothing and no model is named), None where the label is a bare number: 1 is
+    "human" in one release and "machine" in the next, so such rows are never guessed at."""
+    if _names_a_model(fields):
+        return False
     for name in _LABEL_FIELDS:
         value = fields.get(name)
+        if isinstance(value, bool | int | float):
+            return None
         if isinstance(value, str) and value.strip():
-            return value.strip().lower().startswith("human")
+            label = value.strip().lower()
+            if re.fullmatch(r"[-+]?\d+(?:\.\d+)?", label):
+                return None
+            return label.startswith("human")
     for name in _HUMAN_FLAGS:
         if name in fields and not isinstance(fields[name], str | type(None)):
             return bool(fields[name])
@@ -527,7 +552,16 @@ def _is_human(fields: dict[str, Any]) -> bool:
         value = fields.get(name)
         if value not in (None, "", 0, False, "0", "false", "False", "no"):
             return False
-    return not any(str(fields.get(name) or "").strip() for name in _MODEL_FIELDS)
+    return True
+
+
+def _names_a_model(fields: dict[str, Any]) -> bool:
+    """A model column with any real value, or a source-like column holding a model's name."""
+    for name in _MODEL_FIELDS:
+        value = str(fields.get(name) or "").strip().lower()
+        if value and value not in _NOT_A_MODEL:
+            return True
+    return any(_MODEL_NAME.search(str(fields.get(name) or "")) for name in _ORIGIN_FIELDS)
 
 
 def _first_text(fields: dict[str, Any], names: Sequence[str]) -> str | None:
