@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from storytui import paths
 from storytui.errors import StoryError
@@ -536,3 +537,27 @@ def test_rows_naming_a_model_or_labelled_by_number_are_never_ingested(tmp_path):
     assert report.machine["mine"] == 4
     assert report.unclear == {"mine": 3, "labelled": 2}
     assert report.to_json()["unclear_label_rows"] == {"mine": 3, "labelled": 2}
+
+
+def test_a_bad_forced_fetch_keeps_the_good_archive(http_server, tmp_path):
+    archive = fan_archive(tmp_path / "a.tar.gz", {"train": [("[ WP ] Net", story(1))]})
+    good = http_server.add("/good/writingPrompts.tar.gz", archive.read_bytes())
+    download_writingprompts(good)
+    bad = http_server.add("/bad/writingPrompts.tar.gz", b"plain text, not an archive " * 50)
+    with pytest.raises(StoryError) as info:
+        download_writingprompts(bad, force=True)
+    assert "is not a tar archive" in str(info.value) and "was kept" in str(info.value)
+    raw = paths.raw_dir("writingprompts")
+    assert [p.name for p in raw.iterdir() if p.is_file()] == [wp.ARCHIVE_NAME]
+    assert (raw / wp.ARCHIVE_NAME).read_bytes() == archive.read_bytes()
+    assert download_writingprompts().split_totals()["train"] == 1  # no fetch: still usable
+
+
+def test_a_url_given_once_the_archive_is_here_is_named_not_silently_ignored(http_server, tmp_path):
+    archive = fan_archive(tmp_path / "a.tar.gz", {"train": [("[ WP ] Net", story(1))]})
+    download_writingprompts(http_server.add("/writingPrompts.tar.gz", archive.read_bytes()))
+    console = Console(record=True, width=200)
+    hits = len(http_server.requests)
+    download_writingprompts("http://127.0.0.1:9/other.tar.gz", console=console)
+    assert len(http_server.requests) == hits
+    assert "pass --force to fetch http://127.0.0.1:9/other.tar.gz" in console.export_text()

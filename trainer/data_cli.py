@@ -113,9 +113,7 @@ def download_writingprompts_cmd(
             raise StoryError("use either --from (local data) or --url (download), not both")
         report = writingprompts.ingest(sources, console=console)
     else:
-        report = writingprompts.download_writingprompts(
-            writingprompts.DEFAULT_URL if url is None else url, force=force, console=console
-        )
+        report = writingprompts.download_writingprompts(url, force=force, console=console)
     elapsed = time.perf_counter() - started
     console.print(_pairs_table(report.to_json()))
     totals = report.split_totals()

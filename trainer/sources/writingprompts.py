@@ -623,10 +623,14 @@ def _source_name(path: Path) -> str:
 
 
 def download_writingprompts(
-    url: str = DEFAULT_URL, *, force: bool = False, console: Console | None = None
+    url: str | None = None, *, force: bool = False, console: Console | None = None
 ) -> IngestReport:
-    """Fetch the Fan et al. release (resumable) into ``raw/writingprompts`` and ingest it."""
-    check_url(url, "--url")
+    """Fetch the Fan et al. release (resumable) into ``raw/writingprompts`` and ingest it.
+
+    A new copy is downloaded beside the one already here and replaces it only once it is a
+    complete archive, so a bad ``--force`` fetch never costs the good copy."""
+    source = DEFAULT_URL if url is None else url
+    check_url(source, "--url")
     archive = paths.raw_dir("writingprompts") / ARCHIVE_NAME
     if archive.exists() and not force and (why := _not_an_archive(archive)):
         if console is not None:
@@ -636,10 +640,17 @@ def download_writingprompts(
             )
         archive.unlink()
     if force or not archive.exists():
-        download(url, archive, progress=console)
-        if why := _not_an_archive(archive):
-            archive.unlink()
-            raise StoryError(f"download failed: {url} (what the server sent {why})")
+        fresh = download(source, archive.with_name(archive.name + ".new"), progress=console)
+        if why := _not_an_archive(fresh):
+            fresh.unlink()
+            kept = "; the copy already here was kept" if archive.exists() else ""
+            raise StoryError(f"download failed: {source} (what the server sent {why}){kept}")
+        os.replace(fresh, archive)
+    elif url is not None and console is not None:
+        console.print(
+            f"{archive.name} is already downloaded; reading it (pass --force to fetch {url})",
+            highlight=False,
+        )
     try:
         return ingest([archive], console=console)
     except _UnpackError as exc:
