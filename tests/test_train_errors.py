@@ -308,3 +308,18 @@ def test_a_negated_flag_is_named_as_typed(capsys):
     assert capsys.readouterr().err.strip() == (
         "resuming: the saved run's settings are kept; ignoring --no-mask-prompt"
     )
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+@pytest.mark.parametrize("seed", ["-1", str(2**63), str(2**80)])
+def test_a_seed_torch_cannot_take_is_refused_before_any_work(stage, seed, capsys):
+    """It used to train and then fail at the first eval, saving nothing."""
+    train_corpus.write_books()
+    args = ["train", stage, "--out", "s", "--seed", seed]
+    args += ["--preset", "tiny"] if stage == "pretrain" else ["--from", "x"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert (
+        err.strip() == f"storytui: error: invalid --seed: {seed} (a whole number from 0 to 2**63-1)"
+    )
+    assert not paths.model_dir("s").exists() and not paths.run_dir("s").exists()

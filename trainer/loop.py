@@ -28,6 +28,7 @@ from storytui.allocator import keep_all_freed_memory
 from storytui.checkpoint import CheckpointMeta, load_weights
 from storytui.errors import StoryError
 from storytui.model import build_model
+from storytui.sampling import SEED_LIMIT
 from trainer import distributed, run_state
 from trainer.distributed import DistContext
 from trainer.progress import (
@@ -627,7 +628,8 @@ class _Run:
             self.accum,
             hp.grad_clip,
         )
-        self.data_rng = torch.Generator().manual_seed(spec.seed + 7919 * context.rank)
+        rank_seed = (spec.seed + 7919 * context.rank) % SEED_LIMIT  # each process its own order
+        self.data_rng = torch.Generator().manual_seed(rank_seed)
         if state is not None:
             self._restore(state)
             self.metrics.truncate_after(self.step)

@@ -142,7 +142,7 @@ def pretrain(
             recipe,
             overrides,
             tokenizer=tokenizer,
-            seed=seed,
+            seed=_seed(seed),
             device=device,
             compile=compile,
             time_budget_s=_minutes(time_budget),
@@ -219,7 +219,7 @@ def finetune(
             overrides,
             mask_prompt=mask_prompt,
             tales=tales,
-            seed=seed,
+            seed=_seed(seed),
             device=device,
             compile=compile,
             time_budget_s=_minutes(time_budget),
@@ -263,6 +263,16 @@ def _minutes(value: float | None) -> float | None:
 
 
 MAX_BUDGET_MINUTES = 1_000_000  # about two years
+
+
+def _seed(value: int) -> int:
+    """Checked before any work: a seed torch cannot take used to fail at the first eval."""
+    from storytui.errors import StoryError
+    from storytui.sampling import SEED_LIMIT
+
+    if not 0 <= value < SEED_LIMIT:
+        raise StoryError(f"invalid --seed: {value} (a whole number from 0 to 2**63-1)")
+    return value
 
 
 _NEGATED = {"--mask-prompt": "--no-mask-prompt", "--tales": "--no-tales"}
