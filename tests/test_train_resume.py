@@ -262,3 +262,25 @@ def test_a_run_its_time_budget_stopped_trains_on_when_resumed(capsys):
     assert "Done: 40 steps" in result.output
     final = torch.load(paths.run_dir("budget") / "latest" / "state.pt", weights_only=True)
     assert final["step"] == 40
+
+
+def test_a_run_whose_shards_another_run_rebuilt_from_new_text_is_not_resumed_on_them():
+    """Shards are shared per vocabulary: new text and another run rebuild them, and a resumed
+    run used to continue mid-way on that other data without a word."""
+    import pytest
+
+    from storytui.errors import StoryError
+
+    train_corpus.write_books(seed=0)
+    overrides = {"eval_every": 4, "lr": 1e-2, "log_every": 1}
+    whole = train(train_corpus.pretrain("whole", steps=STEPS, **overrides))
+    train(train_corpus.pretrain("part", steps=STEPS, halt_after_steps=5, **overrides))
+    train_corpus.write_books(seed=5)  # new text: another run rebuilds the shared shards
+    train(train_corpus.pretrain("other", steps=2, **overrides))
+    with pytest.raises(StoryError, match="the text this run trained on has changed"):
+        resume_spec("part", "pretrain", device="cpu")
+
+    train_corpus.write_books(seed=0)  # the run's own text back: its shards are rebuilt
+    resumed = train(resume_spec("part", "pretrain", device="cpu"))
+    assert resumed.steps == STEPS and resumed.tokens_seen == whole.tokens_seen
+    _assert_same_weights(paths.model_dir("whole"), paths.model_dir("part"))

@@ -445,6 +445,7 @@ class _Run:
                     "recipe": spec.recipe,
                     "hp": self.hp.to_json(),
                     "seed": spec.seed,
+                    "data_fingerprint": spec.data.meta.get("fingerprint"),
                     "options": spec.options,
                     "time_budget_s": spec.time_budget_s,
                     "total_steps": self.total,

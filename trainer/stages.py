@@ -348,13 +348,14 @@ def resume_spec(
         )
     tokenizer = checkpoint_tokenizer(latest, meta)
     options = run.get("options", {})
+    trained_on = run.get("data_fingerprint") or ""
     if stage == "pretrain":
-        data = pretrain_shards(tokenizer, reuse=True)
+        data = pretrain_shards(tokenizer, resume_from=trained_on)
         sample = {"sample_text": SAMPLE_OPENING}
     else:
         mask = options.get("mask_prompt", True)
         tales = options.get("tales", False)
-        data = finetune_shards(tokenizer, meta.template, mask, tales=tales, reuse=True)
+        data = finetune_shards(tokenizer, meta.template, mask, tales=tales, resume_from=trained_on)
         sample = {"sample_prompt": SAMPLE_PROMPT}
     return RunSpec(
         name=name,
@@ -422,17 +423,19 @@ def _known_presets() -> set[str]:
 # ---------------------------------------------------------------------------- data
 
 
-def pretrain_shards(tokenizer: Tokenizer, *, reuse: bool = False, force: bool = False):
+def pretrain_shards(tokenizer: Tokenizer, *, resume_from: str | None = None, force: bool = False):
     """Token shards of the cleaned books, built once per tokenizer and text, then reused.
 
-    ``reuse`` (resume) takes the shards as they are, so a resumed run sees the very same data.
+    ``resume_from``: the fingerprint of the text a resumed run trained on (see ``_resumed``).
     """
     from trainer import dataset
 
     name = f"pretrain-{_vocabulary_key(tokenizer)}"
-    if reuse and (shards := _reusable(name, tokenizer)):
+    if resume_from is not None and (shards := _reusable(name, tokenizer, resume_from)):
         return shards
-    return dataset.build_shards(name, dataset.pretrain_documents(), tokenizer, force=force)
+    documents = dataset.pretrain_documents()
+    _check_resumable(documents, resume_from)
+    return dataset.build_shards(name, documents, tokenizer, force=force)
 
 
 def finetune_shards(
@@ -441,7 +444,7 @@ def finetune_shards(
     mask_prompt: bool,
     *,
     tales: bool = False,
-    reuse: bool = False,
+    resume_from: str | None = None,
     force: bool = False,
 ):
     """Token shards of WritingPrompts pairs laid out by the checkpoint's story template.
@@ -460,7 +463,7 @@ def finetune_shards(
     name = f"finetune-{_vocabulary_key(tokenizer)}-{digest}-{'masked' if mask_prompt else 'full'}"
     if tales:
         name += "-tales"
-    if reuse and (shards := _reusable(name, tokenizer)):
+    if resume_from is not None and (shards := _reusable(name, tokenizer, resume_from)):
         return shards
     documents = dataset.finetune_documents(template, tales=tales)
     if not mask_prompt:
@@ -468,6 +471,7 @@ def finetune_shards(
             split: [("", header + body) for header, body in docs]
             for split, docs in documents.items()
         }
+    _check_resumable(documents, resume_from)
     return dataset.build_shards(name, documents, tokenizer, force=force)
 
 
@@ -479,13 +483,30 @@ def _vocabulary_key(tokenizer: Tokenizer) -> str:
     return f"{tokenizer.name}-{tokenizer.hash.partition(':')[2][:8]}"
 
 
-def _reusable(name: str, tokenizer: Tokenizer):
-    """The shards a resumed run trained on, when they are still there and were made with its
-    vocabulary (else None: they are built again from the text)."""
+def _reusable(name: str, tokenizer: Tokenizer, trained_on: str):
+    """The shards a resumed run trained on, when they are still there, made with its
+    vocabulary and from its text (``trained_on``, the fingerprint it saved; ``""`` for a run
+    saved before runs recorded it, which takes the shards as they are). Else None."""
     from storytui import paths
     from trainer import dataset
 
     if not (paths.shards_dir(name) / "meta.json").is_file():
         return None
     shards = dataset.ShardSet.load(name)
-    return shards if shards.matches(tokenizer) else None
+    if not shards.matches(tokenizer):
+        return None
+    return shards if trained_on in ("", shards.meta.get("fingerprint")) else None
+
+
+def _check_resumable(documents, trained_on: str | None) -> None:
+    """A resumed run continues mid-way through its data: it may rebuild the shards only from
+    the very text it started with. Another run that rebuilt them from newer text (after a
+    ``data download``) leaves nothing this run can resume on without a silent change."""
+    from trainer import dataset
+
+    if trained_on and dataset.fingerprint_documents(documents) != trained_on:
+        raise StoryError(
+            "cannot resume: the text this run trained on has changed since it started (its "
+            "shards were rebuilt from other text, e.g. after `storytui data download`); start "
+            "it again without --resume, or put back the text it used"
+        )
