@@ -323,3 +323,19 @@ def test_a_seed_torch_cannot_take_is_refused_before_any_work(stage, seed, capsys
         err.strip() == f"storytui: error: invalid --seed: {seed} (a whole number from 0 to 2**63-1)"
     )
     assert not paths.model_dir("s").exists() and not paths.run_dir("s").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dtype", "fp64"], "unknown dtype 'fp64' (choose auto, fp32, bf16, fp16)"),
+        (["--dtype", "fp16", "--device", "cpu"], "--dtype fp16 needs a GPU"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_dtype_and_device_are_checked_before_the_data(args, message, capsys):
+    """With no books at all, the flag's error comes first: real data takes minutes to
+    tokenise before the old check ran."""
+    code, _, err = run_cli(["train", "pretrain", "--preset", "tiny", "--out", "d", *args], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"storytui: error: {message}"), err

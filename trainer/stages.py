@@ -238,6 +238,7 @@ def pretrain_spec(
 
     recipe = recipe or default_recipe(preset)
     hp = with_overrides(default_hyperparameters("pretrain", preset, recipe), **overrides)
+    _check_device_and_dtype(device, hp.dtype)
     if tokenizer:
         vocabulary = choose_tokenizer(tokenizer)
     else:
@@ -284,6 +285,7 @@ def finetune_spec(
         preset = "seed" if checkpoint.meta.model.arch == "seed" else "small"
     recipe = recipe or default_recipe(preset)
     hp = with_overrides(default_hyperparameters("finetune", preset, recipe), **overrides)
+    _check_device_and_dtype(device, hp.dtype)
     template = checkpoint.meta.template
     data = finetune_shards(
         checkpoint.tokenizer, template, mask_prompt, tales=tales, force=force_shards
@@ -307,6 +309,16 @@ def finetune_spec(
         sample_prompt=SAMPLE_PROMPT,
         options={"mask_prompt": mask_prompt, "tales": tales},
     )
+
+
+def _check_device_and_dtype(device: str, dtype: str) -> None:
+    """Checked before the shards are built (minutes of tokenising on real data), not at the
+    first step."""
+    from trainer.throughput import check_precision, resolve_device
+
+    resolved = resolve_device(device)
+    if dtype != "auto":
+        check_precision(dtype, resolved)
 
 
 def resume_spec(
