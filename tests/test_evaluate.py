@@ -114,3 +114,19 @@ def test_bits_per_byte_is_tokenizer_independent_for_uniform_model() -> None:
     score = ev.TextScore(loss_nats=10 * math.log(16384), tokens=10, bytes=40, words=8)
     assert score.bits_per_byte == pytest.approx(10 * 14 / 40)
     assert load_tokenizer().n_vocab == 16384
+
+
+def test_a_json_path_in_a_missing_folder_is_refused_before_evaluating(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from storytui.errors import StoryError
+    from trainer.eval_cli import run_eval
+
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    target = tmp_path / "missing" / "dir" / "x.json"
+    with pytest.raises(StoryError) as info:
+        run_eval("tiny-test", split="valid", samples=0, max_tokens=10, json_out=target)
+    assert str(info.value) == f"--json {target}: the folder {target.parent} does not exist"
+    assert not (tmp_path / "missing").exists()
+    with pytest.raises(StoryError, match="is a folder; give a file"):
+        run_eval("tiny-test", split="valid", samples=0, max_tokens=10, json_out=tmp_path)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from storytui.atomic import atomic_write_text
+from storytui.errors import StoryError
 
 
 def run_eval(
@@ -16,6 +17,8 @@ def run_eval(
 ) -> dict:
     from trainer.evaluate import evaluate
 
+    if json_out is not None:
+        json_out = _report_path(json_out)
     console = Console()
     with console.status("Evaluating…"):
         report = evaluate(name, split=split, n_samples=samples, max_tokens=max_tokens)
@@ -49,3 +52,14 @@ def run_eval(
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return data
+
+
+def _report_path(path: Path) -> Path:
+    """``--json``, checked before the evaluation runs (minutes on real data); its folder must
+    exist already, so that a mistyped path is an error rather than a new tree of folders."""
+    path = path.expanduser()
+    if path.is_dir():
+        raise StoryError(f"--json {path} is a folder; give a file: {path / 'eval.json'}")
+    if not path.parent.is_dir():
+        raise StoryError(f"--json {path}: the folder {path.parent} does not exist")
+    return path
