@@ -284,9 +284,12 @@ def check_vocabulary_name(name: str) -> str:
     if name.lower().endswith(".tiktoken"):
         raise StoryError(f"vocabulary name {name!r}: leave out .tiktoken (the file adds it)")
     bundled = {known.lower(): known for known in bundled_tokenizers()}
-    if name.lower() in bundled:
+    known = bundled.get(name.lower())
+    if known == name:
+        raise StoryError(f"{name!r} is the name of a bundled vocabulary; choose another")
+    if known is not None:
         raise StoryError(
-            f"{name!r} is the bundled vocabulary {bundled[name.lower()]!r}'s name; choose another"
+            f"{name!r} is the bundled vocabulary {known!r}'s name in other letters; choose another"
         )
     return name
 

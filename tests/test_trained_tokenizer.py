@@ -46,10 +46,10 @@ def test_a_trained_vocabulary_gets_a_name_of_its_own_and_is_never_replaced_unask
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("storytui-16k", "'storytui-16k' is the bundled vocabulary 'storytui-16k'"),
-        ("gpt2", "'gpt2' is the bundled vocabulary 'gpt2'"),
+        ("storytui-16k", "'storytui-16k' is the name of a bundled vocabulary; choose another"),
+        ("gpt2", "'gpt2' is the name of a bundled vocabulary; choose another"),
         ("../up", "invalid vocabulary name '../up'"),
-        ("Storytui-16K", "'Storytui-16K' is the bundled vocabulary 'storytui-16k'"),
+        ("Storytui-16K", "'Storytui-16K' is the bundled vocabulary 'storytui-16k''s name in other"),
         ("mine.tiktoken", "vocabulary name 'mine.tiktoken': leave out .tiktoken"),
         ("", "invalid vocabulary name ''"),
     ],
@@ -150,7 +150,7 @@ def test_a_vocabulary_file_named_like_a_bundled_one_is_refused(books, capsys, tm
         shutil.copy(paths.tokenizer_assets_dir() / "storytui-16k.tiktoken", copy)
         args = ["train", "pretrain", *FAST, "--tokenizer", str(copy), "--out", "x"]
         code, _, err = run_cli([*args, "--max-steps", "1"], capsys)
-        assert code == 1 and f"is the bundled vocabulary '{name.lower()}'" in err
+        assert code == 1 and ("name of a bundled vocabulary" in err or "in other letters" in err)
         assert "rename the file" in err
 
 
@@ -204,7 +204,7 @@ def test_out_never_replaces_a_file_unasked_and_is_checked_before_training(books,
         str(tmp_path): "is a folder; give a file",
         str(tmp_path / "notes.txt"): "the file's name must end in .tiktoken",
         str(tmp_path / "nowhere" / "v.tiktoken"): "does not exist",
-        str(tmp_path / "gpt2.tiktoken"): "is the bundled vocabulary 'gpt2'",
+        str(tmp_path / "gpt2.tiktoken"): "'gpt2' is the name of a bundled vocabulary",
     }
     for out, message in cases.items():
         code, _, err = run_cli(["train", "tokenizer", "--size", "300", "--out", out], capsys)
