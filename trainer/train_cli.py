@@ -79,7 +79,8 @@ Recipe = Annotated[
     str | None,
     typer.Option(
         "--recipe",
-        help="storytui or seed (the original recipe); default: seed for --preset seed, else storytui.",
+        help="storytui or seed (the original recipe); default: seed for a model of the seed "
+        "preset (pretrain --preset seed, or finetuning one), else storytui.",
     ),
 ]
 RebuildData = Annotated[
