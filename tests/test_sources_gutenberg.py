@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -508,3 +511,18 @@ def test_a_bad_mirror_or_pattern_fails_before_any_fetch(mirror, pattern, expecte
         download_gutenberg([41], mirror=mirror, url_pattern=pattern, delay=0)
     assert str(info.value).startswith(expected) and "\n" not in str(info.value)
     assert not paths.raw_dir("gutenberg").exists()
+
+
+def test_a_mirror_that_does_not_exist_stops_the_run_at_the_first_book(monkeypatch):
+    """Every other book would fail the same way: one line, not a wait per book."""
+    asked: list[str] = []
+
+    def no_such_name(request, *args, **kwargs):
+        asked.append(request.full_url)
+        raise urllib.error.URLError(socket.gaierror(socket.EAI_NONAME, "not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_such_name)
+    with pytest.raises(StoryError) as info:
+        download_gutenberg([1, 2, 3], mirror="https://mirror.invalid", delay=0)
+    assert "there is no host named 'mirror.invalid': check the URL" in str(info.value)
+    assert len(asked) == 1

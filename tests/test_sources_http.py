@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +14,7 @@ from rich.console import Console
 
 from storytui.errors import StoryError
 from tests.data_fixtures import FixtureServer, fixture_server
-from trainer.sources.http import download
+from trainer.sources.http import UnknownHost, download
 
 PAYLOAD = os.urandom(300_000)
 
@@ -251,3 +254,29 @@ def test_good_url_patterns_pass():
 
     for pattern in ("{mirror}/cache/epub/{id}/pg{id}.txt", "{mirror}/{id:05d}.txt", "x/{{{id}}}"):
         assert check_url_pattern(pattern, ("mirror", "id")) == pattern
+
+
+def _no_such_name(*args, **kwargs):
+    raise urllib.error.URLError(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+
+
+def test_a_host_that_does_not_exist_fails_at_once_naming_it(tmp_path, monkeypatch):
+    """A mistyped host used to be tried six times with waits between (31 s per file)."""
+    monkeypatch.setattr(urllib.request, "urlopen", _no_such_name)
+    waits: list[float] = []
+    with pytest.raises(UnknownHost) as info:
+        download("https://gutenberg.orgg/x.txt", tmp_path / "x", sleep=waits.append)
+    assert str(info.value) == (
+        "download failed: https://gutenberg.orgg/x.txt (there is no host named "
+        "'gutenberg.orgg': check the URL)"
+    )
+    assert waits == [] and not list(tmp_path.iterdir())
+
+
+def test_each_wait_between_tries_is_shown(http_server, tmp_path):
+    url = http_server.add("/busy.bin", PAYLOAD, fail_first=2)
+    console = Console(file=io.StringIO(), width=200)
+    download(url, tmp_path / "busy.bin", backoff=0.5, sleep=lambda s: None, progress=console)
+    shown = console.file.getvalue()
+    assert f"{url}: HTTP 503 Service Unavailable; trying again in 0.5s (1 of 5)" in shown
+    assert "trying again in 1s (2 of 5)" in shown

@@ -25,6 +25,7 @@ from storytui.textfile import looks_binary
 from trainer.sources import BINARY_REASON, normalize_punctuation
 from trainer.sources.http import (
     LocalWriteError,
+    UnknownHost,
     bad_download,
     check_url,
     check_url_pattern,
@@ -404,8 +405,8 @@ def download_gutenberg(
             _say(console, f"fetching Project Gutenberg #{book_id}")
             try:
                 download(book_url(book_id, mirror, url_pattern), dest, progress=console)
-            except LocalWriteError:
-                raise  # a full disk stops the run: every other book would fail the same way
+            except (LocalWriteError, UnknownHost):
+                raise  # a full disk or a mistyped mirror: every other book would fail the same way
             except StoryError as exc:
                 report.failed.append(f"{key}: {exc}")
                 _say(console, f"[yellow]skipped[/]: {exc}")

@@ -11,6 +11,7 @@ import errno
 import http.client
 import os
 import re
+import socket
 import string
 import time
 import urllib.error
@@ -29,6 +30,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from storytui.errors import StoryError
 
@@ -46,6 +48,11 @@ _HTML_STARTS = (b"<!doctype html", b"<html")
 
 class _Retry(Exception):
     """One attempt failed in a way that another attempt may fix."""
+
+
+class UnknownHost(StoryError):
+    """The URL's host name does not exist (a mistyped mirror): waiting will not make it, and
+    every other file from that host fails the same way."""
 
 
 class LocalWriteError(StoryError):
@@ -147,7 +154,9 @@ def download(
             if failures > retries:
                 raise StoryError(f"download failed after {failures} tries: {url} ({reason})")
             if after <= before:
-                sleep(backoff * 2 ** (failures - 1))
+                wait = backoff * 2 ** (failures - 1)
+                bar.note(f"{url}: {reason}; trying again in {wait:g}s ({failures} of {retries})")
+                sleep(wait)
     finally:
         bar.close()
     os.replace(part, dest)
@@ -168,6 +177,11 @@ def _attempt(url: str, part: Path, timeout: float, bar: _Bar) -> bool:
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         if url.lower().startswith("file:"):  # a local file does not appear by waiting
             raise StoryError(f"download failed: {url} ({_reason(exc)})") from exc
+        if _no_such_host(exc):
+            host = urllib.parse.urlsplit(url).hostname
+            raise UnknownHost(
+                f"download failed: {url} (there is no host named {host!r}: check the URL)"
+            ) from exc
         raise _Retry(_reason(exc)) from exc
     with response:
         status = response.status or 200  # file:// answers have no status
@@ -256,6 +270,12 @@ def _handle_http_error(url: str, exc: urllib.error.HTTPError, part: Path, have: 
     raise _Retry(f"HTTP {exc.code} {exc.reason}") from exc
 
 
+def _no_such_host(exc: BaseException) -> bool:
+    """The resolver's "no such name" (not its "try again", which a flaky network gives)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, socket.gaierror) and reason.errno == socket.EAI_NONAME
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
         return str(exc.reason)
@@ -292,6 +312,11 @@ class _Bar:
     def advance(self, n: int) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, n)
+
+    def note(self, message: str) -> None:
+        """A line above the bar: a wait between tries is never silent."""
+        if self._progress is not None:
+            self._progress.console.print(Text(message, style="yellow"))
 
     def close(self) -> None:
         if self._progress is not None:
