@@ -132,3 +132,32 @@ def test_rows_labelled_by_number_are_named_as_left_out(tmp_path):
     assert result.exit_code == 0, result.output
     assert "1 pairs" in result.output
     assert "left out: 3 rows of scored whose label is a number" in " ".join(result.output.split())
+
+
+def test_a_second_import_says_which_pairs_it_replaced(tmp_path):
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text(
+        "".join(json.dumps({"prompt": "P", "story": story(i)}) + "\n" for i in range(3))
+    )
+    second.write_text(json.dumps({"prompt": "Q", "story": story(9)}) + "\n")
+    runner.invoke(data_app, ["download", "writingprompts", "--from", str(first)])
+    again = runner.invoke(data_app, ["download", "writingprompts", "--from", str(first)])
+    assert "replaced" not in again.output  # the same source again replaces nothing unsaid
+    result = runner.invoke(data_app, ["download", "writingprompts", "--from", str(second)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"replaced the 3 pairs imported before from {first}" in said
+    assert f"import every source at once: --from {first} --from {second}" in said
+
+
+def test_a_jsonl_line_that_is_not_json_is_named_by_its_line(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text(
+        json.dumps({"prompt": "P", "story": story(1)}) + "\n\n" + '{"prompt": "P", story}\n'
+    )
+    result = runner.invoke(data_app, ["download", "writingprompts", "--from", str(data)])
+    assert isinstance(result.exception, StoryError)
+    assert str(result.exception) == (
+        f"cannot read {data}: line 3 is not JSON (Expecting property name enclosed in double "
+        "quotes, column 17)"
+    )

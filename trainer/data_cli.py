@@ -126,6 +126,7 @@ def download_writingprompts_cmd(
         f"→ {paths.clean_dir('writingprompts')}",
         highlight=False,
     )
+    _say_what_was_replaced(console, report)
     for source, rows in sorted(report.unclear.items()):
         console.print(
             f"  [yellow]left out:[/] {rows:,} rows of {source} whose label is a number, which "
@@ -194,6 +195,23 @@ def _shards_table() -> Table:
     if not table.row_count:
         table.add_row("(none built yet)", "", "", "", "", "")
     return table
+
+
+def _say_what_was_replaced(console: Console, report) -> None:
+    """Each import replaces the last: a second ``--from`` must not drop the first unannounced."""
+    earlier = report.replaced
+    if not earlier or sorted(earlier.get("sources") or []) == sorted(report.sources):
+        return
+    pairs = sum(n for _, _, n in earlier.get("kept", []))
+    where = earlier.get("sources") or []
+    console.print(
+        f"  replaced the {pairs:,} pairs imported before"
+        + (f" from {', '.join(where)}" if where else "")
+        + "; to keep them too, import every source at once: "
+        + " ".join(f"--from {source}" for source in dict.fromkeys([*where, *report.sources])),
+        highlight=False,
+        markup=False,
+    )
 
 
 def _pairs_table(report: dict) -> Table:

@@ -73,6 +73,8 @@ class IngestReport:
     machine: Counter = field(default_factory=Counter)  # source -> machine-written rows ignored
     unclear: Counter = field(default_factory=Counter)  # source -> rows whose label is a number
     skipped_files: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # what was read, as absolute paths
+    replaced: dict | None = None  # the earlier ingest's report, when this one replaced it
 
     def split_totals(self) -> dict[str, int]:
         return {split: sum(n for (_, s), n in self.kept.items() if s == split) for split in SPLITS}
@@ -85,6 +87,7 @@ class IngestReport:
             "machine_rows_ignored": dict(self.machine),
             "unclear_label_rows": dict(self.unclear),
             "skipped_files": self.skipped_files,
+            "sources": self.sources,
         }
 
 
@@ -444,10 +447,22 @@ def _load_json(path: Path) -> Any:
     try:
         with open(path, encoding="utf-8-sig") as handle:
             if path.suffix.lower() == ".jsonl":
-                return [json.loads(line) for line in handle if line.strip()]
+                return [
+                    _json_line(path, n, line) for n, line in enumerate(handle, 1) if line.strip()
+                ]
             return json.load(handle)
     except (OSError, ValueError) as exc:
         raise StoryError(f"cannot read {path}: {exc}") from exc
+
+
+def _json_line(path: Path, number: int, line: str) -> Any:
+    """One JSONL row; an error names the file's line (json's own "line 1" is the row's)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise StoryError(
+            f"cannot read {path}: line {number} is not JSON ({exc.msg}, column {exc.colno})"
+        ) from None
 
 
 def _read_originals(data: dict, report: IngestReport) -> Iterator[_Raw]:
@@ -672,7 +687,7 @@ def ingest(sources: Path | Sequence[Path], *, console: Console | None = None) ->
     splits, replacing earlier output. Files of unknown layout are listed in the report."""
     sources = [Path(sources)] if isinstance(sources, str | os.PathLike) else list(sources)
     readers: list[_Reader] = []
-    report = IngestReport()
+    report = IngestReport(sources=[str(source.resolve()) for source in sources])
     for source in sources:
         if not source.exists():
             raise StoryError(f"no such file or folder: {source}")
@@ -707,6 +722,7 @@ def ingest(sources: Path | Sequence[Path], *, console: Console | None = None) ->
     finally:
         for writer in writers.values():
             writer.discard()
+    report.replaced = read_report()
     atomic_write_text(out_dir / REPORT, json.dumps(report.to_json(), indent=1))
     return report
 
