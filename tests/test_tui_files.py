@@ -619,7 +619,8 @@ def test_enter_in_a_confirmation_picks_cancel(tmp_path):
 
 
 def test_a_missing_folder_is_named_as_such(tmp_path, capsys):
-    """QA #13: one rule at start-up and in Save as: a missing folder is not created."""
+    """One rule at start-up and in Save as: a missing folder is not created. Save as keeps
+    its dialog open with the reason, and the typed path to put right."""
     from storytui.cli import main
 
     missing = tmp_path / "nope" / "y.txt"
@@ -635,16 +636,34 @@ def test_a_missing_folder_is_named_as_such(tmp_path, capsys):
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press(*"words", "f12")
             await wait_for(pilot, lambda: isinstance(app.screen, AskPath))
-            app.screen.query_one("#path").value = str(tmp_path / "typo" / "dir" / "a.txt")
+            typo = tmp_path / "typo" / "dir" / "a.txt"
+            app.screen.query_one("#path").value = str(typo)
             await pilot.press("enter")
             await pilot.pause()
-            assert "folder" in str(app.query_one("#notice").render()) and app.path is None
-            await pilot.press("f12")  # the name put right: saved, and the message goes
-            await wait_for(pilot, lambda: isinstance(app.screen, AskPath))
-            app.screen.query_one("#path").value = str(tmp_path / "a.txt")
+            dialog = app.screen
+            assert isinstance(dialog, AskPath) and app.path is None  # still open
+            hint = str(dialog.query_one(".dialog-hint").render())
+            assert f"the folder {typo.parent} does not exist" in hint
+            assert dialog.query_one("#path").value == str(typo)  # kept, to be put right
+            dialog.query_one("#path").value = str(tmp_path)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert f"{tmp_path} is a folder" in str(dialog.query_one(".dialog-hint").render())
+            dialog.query_one("#path").value = str(tmp_path / "a.txt")  # put right: saved
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.path == tmp_path / "a.txt")
-            assert str(app.query_one("#notice").render()) == ""
+            assert "folder" not in str(app.query_one("#notice").render())
+            await pilot.press("ctrl+o")  # Open says the same, and a new name says it is new
+            await wait_for(pilot, lambda: isinstance(app.screen, AskPath))
+            app.screen.query_one("#path").value = str(typo)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert "does not exist" in str(app.screen.query_one(".dialog-hint").render())
+            app.screen.query_one("#path").value = str(tmp_path / "fresh.txt")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.path == tmp_path / "fresh.txt")
+            notice = str(app.query_one("#notice").render())
+            assert notice == f"fresh.txt is a new story: saving creates {tmp_path / 'fresh.txt'}"
         assert not (tmp_path / "typo").exists()
 
     run(scenario())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -9,6 +10,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList
 from textual.widgets.option_list import Option
@@ -101,13 +103,19 @@ class AskPath(ModalScreen["Path | None"]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
-        self, title: str, value: str = "", hint: str = "", allow_empty: bool = False
+        self,
+        title: str,
+        value: str = "",
+        hint: str = "",
+        allow_empty: bool = False,
+        check: Callable[[Path], str | None] | None = None,
     ) -> None:
         super().__init__()
         self.title_text = title
         self.value = value
         self.hint = hint
         self.allow_empty = allow_empty
+        self.check = check  # why a path will not do (None: it will); the dialog stays open
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -121,7 +129,13 @@ class AskPath(ModalScreen["Path | None"]):
         if not value and not self.allow_empty:
             self.query_one(".dialog-hint", Label).update("Type a file name, or Esc to cancel.")
             return
-        self.dismiss(Path(value).expanduser() if value else Path())
+        path = Path(value).expanduser() if value else Path()
+        if value and self.check is not None and (problem := self.check(path.absolute())):
+            hint = self.query_one(".dialog-hint", Label)
+            hint.update(Content(f"{problem}. Change the name, or Esc to cancel."))
+            hint.add_class("-error")
+            return  # the typed path stays, to be corrected
+        self.dismiss(path)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -45,10 +45,11 @@ from storytui.tui.story_files import (
     disk_fingerprint,
     disk_stamp,
     draft_in_use_elsewhere,
-    folder_problem,
     load_draft,
     open_named,
+    open_problem,
     read_version,
+    save_problem,
     write_story,
 )
 
@@ -188,18 +189,11 @@ class FileActions:
     async def _save_as(self) -> bool:
         start = str(self.path) if self.path else ""
         target = await self.push_screen_wait(
-            AskPath("Save story as", start, "Enter saves, Esc cancels.")
+            AskPath("Save story as", start, "Enter saves, Esc cancels.", check=save_problem)
         )
         if target is None:
             return False
-        target = target.absolute()
-        if target.is_dir():
-            self._notice(f"{target} is a directory", severity="error", topic="file")
-            return False
-        if problem := folder_problem(target):
-            self._notice(f"not saved: {problem}", severity="error", topic="file")
-            return False
-        return await self._save_to(target)
+        return await self._save_to(target.absolute())
 
     async def _settle_unsaved(self, doing: str) -> bool:
         """Before leaving the story: save or discard a named story's changes, or cancel.
@@ -242,8 +236,10 @@ class FileActions:
             AskPath(
                 "Open story",
                 "",
-                "Enter opens (an empty name opens the draft); Esc cancels.",
+                "Enter opens (an empty name opens the draft; a new name starts a story); "
+                "Esc cancels.",
                 allow_empty=True,
+                check=open_problem,
             )
         )
         if target is None or not await self._settle_unsaved("opening another story"):

@@ -99,6 +99,20 @@ def folder_problem(story_path: Path) -> str | None:
     return f"cannot create {story_path}: {folder} is a file, not a folder"
 
 
+def save_problem(target: Path) -> str | None:
+    """Why Save as cannot write ``target`` (None: it can), asked while its dialog is open."""
+    if target.is_dir():
+        return f"{target} is a folder"
+    return folder_problem(target)
+
+
+def open_problem(target: Path) -> str | None:
+    """Why Open cannot open or start ``target`` (None: it can)."""
+    if target.is_dir():
+        return f"{target} is a folder"
+    return None if target.exists() else folder_problem(target)
+
+
 # ---------------------------------------------------------------------------- single files
 
 
@@ -451,6 +465,7 @@ def open_named(story_path: Path) -> OpenedStory:
         raise StoryError(problem)
     else:
         saved, base = None, ABSENT
+        notices.append(f"{story_path.name} is a new story: saving creates {story_path}")
     on_disk = saved or Story()
     name = story_path.name
     key = recovery_path(story_path)
