@@ -341,3 +341,27 @@ def test_find_and_replace_are_in_the_palette_and_on_the_help_screen():
             assert "enter" not in bar  # the fields' own Enter: next, or replace then next
 
     run(scenario())
+
+
+def test_find_matches_stay_apart_from_every_tint_in_256_colours():
+    """A match inside F8's colours must not take one of their looks, in the light and the
+    dark theme, on a terminal of 256 colours."""
+    from rich.color import ColorSystem
+
+    from storytui.tui.editor import MARK_STYLES
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            for theme in ("textual-dark", "textual-light"):
+                app.theme = theme
+                await pilot.pause()
+                looks = {}
+                for name in MARK_STYLES:
+                    style = app.editor.get_component_rich_style(f"story-editor--{name}")
+                    looks[name] = style.bgcolor.downgrade(ColorSystem.EIGHT_BIT).number
+                find = looks.pop("find-match")
+                assert find not in looks.values(), (theme, find, looks)
+            assert app.editor.get_component_rich_style("story-editor--find-match").bold
+
+    run(scenario())
