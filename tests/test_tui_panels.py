@@ -129,6 +129,27 @@ def test_a_long_validation_message_wraps_inside_the_panel(tiny_checkpoint):
     run(scenario())
 
 
+def test_every_panel_label_is_shown_whole_in_a_narrow_terminal(tiny_checkpoint):
+    """At 50 columns the panel is 24 wide: labels wrap instead of losing their hints."""
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=(50, 45)) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press("f2")
+            await pilot.pause()
+            labels = list(app.query("#panel .field-label")) + list(
+                app.query("#panel .panel-heading")
+            )
+            assert len(labels) >= 9
+            for label in labels:
+                text = str(label.render())
+                assert label.region.right <= app.panel.content_region.right, text
+                assert " ".join(text_in(app, label).split()) == " ".join(text.split()), text
+
+    run(scenario())
+
+
 def test_the_status_bar_and_the_footer_show_whole_hints_at_every_width(tiny_checkpoint, tmp_path):
     """Too narrow for every hint, the status bar and the footer leave out whole ones, the
     least important first (the speed, then the counts; the file and keys like Save, Model),
