@@ -150,6 +150,27 @@ def test_every_panel_label_is_shown_whole_in_a_narrow_terminal(tiny_checkpoint):
     run(scenario())
 
 
+def test_an_error_under_the_last_field_is_scrolled_into_view(tiny_checkpoint):
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=(100, 24)) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press("f2")
+            seed = app.query_one("#field-seed")
+            seed.focus()
+            seed.value = ""
+            await pilot.press("-", "5", "enter")
+            await pilot.pause()
+            await pilot.pause()
+            error = app.query_one("#error-seed")
+            assert "seed" in str(error.render())
+            visible = app.panel.content_region
+            assert visible.y <= error.region.y and error.region.bottom <= visible.bottom
+            assert text_in(app, error) == " ".join(str(error.render()).split())
+
+    run(scenario())
+
+
 def test_the_status_bar_and_the_footer_show_whole_hints_at_every_width(tiny_checkpoint, tmp_path):
     """Too narrow for every hint, the status bar and the footer leave out whole ones, the
     least important first (the speed, then the counts; the file and keys like Save, Model),

@@ -272,3 +272,5 @@ class SidePanel(VerticalScroll, can_focus=False):
         error.update(message)
         error.set_class(not message, "-empty")
         self.query_one(f"#field-{attr}", Input).set_class(bool(message), "-invalid")
+        if message:  # under the last field it would be below the fold
+            self.call_after_refresh(self.scroll_to_widget, error, animate=False)
