@@ -109,18 +109,24 @@ def test_a_refused_value_leaves_the_value_from_before_the_edit_in_use(tiny_check
     run(scenario())
 
 
+async def retype_field(app, pilot, attr: str, *keys: str):
+    """Open the panel, type ``keys`` into an emptied field, and return its error label."""
+    await wait_ready(app, pilot)
+    await pilot.press("f2")
+    field = app.query_one(f"#field-{attr}")
+    field.focus()
+    field.value = ""
+    await pilot.press(*keys)
+    await pilot.pause()
+    await pilot.pause()
+    return app.query_one(f"#error-{attr}")
+
+
 def test_a_long_validation_message_wraps_inside_the_panel(tiny_checkpoint):
     async def scenario():
         app = new_app()
         async with app.run_test(size=SIZE) as pilot:
-            await wait_ready(app, pilot)
-            await pilot.press("f2")
-            top_k = app.query_one("#field-top_k")
-            top_k.focus()
-            top_k.value = ""
-            await pilot.press("-", "3")
-            await pilot.pause()
-            error = app.query_one("#error-top_k")
+            error = await retype_field(app, pilot, "top_k", "-", "3")
             message = str(error.render())
             assert message == "top-k must be >= 0; 0 turns it off; still using 0"
             assert len(message) > app.panel.content_region.width  # it has to wrap to fit
@@ -154,15 +160,7 @@ def test_an_error_under_the_last_field_is_scrolled_into_view(tiny_checkpoint):
     async def scenario():
         app = new_app()
         async with app.run_test(size=(100, 24)) as pilot:
-            await wait_ready(app, pilot)
-            await pilot.press("f2")
-            seed = app.query_one("#field-seed")
-            seed.focus()
-            seed.value = ""
-            await pilot.press("-", "5", "enter")
-            await pilot.pause()
-            await pilot.pause()
-            error = app.query_one("#error-seed")
+            error = await retype_field(app, pilot, "seed", "-", "5", "enter")
             assert "seed" in str(error.render())
             visible = app.panel.content_region
             assert visible.y <= error.region.y and error.region.bottom <= visible.bottom
