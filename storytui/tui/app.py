@@ -128,6 +128,7 @@ class StoryApp(FileActions, App[None]):
         self._writing_with = ""  # the model the running job writes with
         self._model_notices: set[str] = set()
         self._last_draw = 0.0
+        self._bindings_state: tuple[bool, bool] | None = None  # as the footer last heard it
         self.encode_ahead = EncodeAhead(self)
 
     # ------------------------------------------------------------------ layout and start
@@ -257,7 +258,7 @@ class StoryApp(FileActions, App[None]):
                 self._notice(text, severity=severity, toast=text != self._no_model_hint())
         self._status_dirty = True
         self._refresh_status()
-        self.refresh_bindings()
+        self._refresh_bindings()
         self.encode_ahead.schedule()
 
     # ------------------------------------------------------------------ generation
@@ -344,7 +345,7 @@ class StoryApp(FileActions, App[None]):
         )
         self._refresh_marks()
         self._refresh_status()
-        self.refresh_bindings()
+        self._refresh_bindings()
 
     def on_tokens_ready(self, message: TokensReady) -> None:
         """Show queued tokens, at most ``DRAWS_PER_SECOND`` times a second.
@@ -379,7 +380,7 @@ class StoryApp(FileActions, App[None]):
             self._clear_notice("generation")
         self._refresh_marks()
         self._refresh_status()
-        self.refresh_bindings()
+        self._refresh_bindings()
         self.encode_ahead.schedule()
 
     def on_story_editor_typed_ahead(self, message: StoryEditor.TypedAhead) -> None:
@@ -428,7 +429,7 @@ class StoryApp(FileActions, App[None]):
         kept = self.continuations.keep_all()
         self.notify(f"kept {kept} continuation{'s' if kept != 1 else ''}")
         self._refresh_marks()
-        self.refresh_bindings()
+        self._refresh_bindings()
 
     @work(group="dialog", exclusive=True)
     async def action_token_alternatives(self) -> None:
@@ -487,7 +488,7 @@ class StoryApp(FileActions, App[None]):
     def _after_writer_edit(self) -> None:
         self._refresh_marks()
         self._status_dirty = True
-        self.refresh_bindings()
+        self._refresh_bindings(changed_only=True)
         self.encode_ahead.schedule()
 
     def _refresh_marks(self) -> None:
@@ -536,7 +537,7 @@ class StoryApp(FileActions, App[None]):
             self._notice(notice)
         self._refresh_marks()
         self._refresh_status()
-        self.refresh_bindings()
+        self._refresh_bindings()
         editor.focus()
 
     # ------------------------------------------------------------------ panel, model, help
@@ -596,6 +597,21 @@ class StoryApp(FileActions, App[None]):
         ):
             return self._can_rework
         return True
+
+    def _bindings_state_now(self) -> tuple[bool, bool]:
+        """What ``check_action`` answers from, but for focus and screens (Textual refreshes the
+        bindings itself when those change)."""
+        return self.job is not None, self._can_rework
+
+    def _refresh_bindings(self, changed_only: bool = False) -> None:
+        """Have the footer show the keys that apply now. A refresh composes the footer anew,
+        too much for every keystroke: with ``changed_only`` (the writer's edits) it happens only
+        if what ``check_action`` answers from has changed since the last one."""
+        state = self._bindings_state_now()
+        if changed_only and state == self._bindings_state:
+            return
+        self._bindings_state = state
+        self.refresh_bindings()
 
     def get_system_commands(self, screen: Screen):
         """The command palette: every action from the key table, then Textual's own."""

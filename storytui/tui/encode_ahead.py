@@ -16,6 +16,8 @@ import threading
 from functools import partial
 from typing import TYPE_CHECKING
 
+from storytui.tui.debounce import Debounce
+
 if TYPE_CHECKING:
     from storytui.tui.app import StoryApp
 
@@ -42,20 +44,17 @@ class EncodeAhead:
     def __init__(self, app: StoryApp, idle_seconds: float = IDLE_SECONDS) -> None:
         self.app = app
         self.idle_seconds = idle_seconds
-        self._timer = None
+        self._pause = Debounce(app, self._start)  # one timer however fast the keys come
         self.encoded_text: str | None = None  # the text before the cursor at the last encode
         self._encoded: tuple | None = None  # everything the last encode depended on
         self._cancel: threading.Event | None = None  # stops the last encode started
 
     def schedule(self) -> None:
         """Something the context depends on changed: encode after the next pause."""
-        if self._timer is not None:
-            self._timer.stop()
-        self._timer = self.app.set_timer(self.idle_seconds, self._start)
+        self._pause.poke(self.idle_seconds)
 
     def _start(self) -> None:
         app = self.app
-        self._timer = None
         if app.generator is None or app.sampling is None or app.job is not None:
             return
         text = app.editor.text[: app.editor.cursor_index]
@@ -84,9 +83,7 @@ class EncodeAhead:
     def cancel(self) -> None:
         """A continuation is starting: stop encoding now (what is encoded stays cached), and
         encode again at the next pause."""
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
+        self._pause.cancel()
         if self._cancel is not None:
             self._cancel.set()
         self._encoded = self.encoded_text = None

@@ -18,12 +18,12 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import HorizontalGroup
 from textual.content import Content
-from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Label
 from textual.widgets.text_area import Selection
 
 from storytui.tui.commands import FIND_BAR_COMMANDS, bindings_for
+from storytui.tui.debounce import Debounce
 from storytui.tui.editor import StoryEditor
 from storytui.tui.find import Matches, Span, find_starts, ignores_case
 
@@ -60,7 +60,7 @@ class FindBar(HorizontalGroup):
         self._anchor = 0  # where the search for the query being typed starts
         self._note = ""
         self.count_text = ""  # what the bar says about the matches: "3 of 12", "no matches"
-        self._recount_timer: Timer | None = None
+        self._recount_later = Debounce(self, self._recount)  # one timer while the story changes
 
     def compose(self) -> ComposeResult:
         yield Label("find", classes="find-label")
@@ -261,19 +261,15 @@ class FindBar(HorizontalGroup):
         has been still for a moment. Until then the old matches are simply not drawn."""
         if not self.is_open:
             return
-        self._stop_recount()
-        self._recount_timer = self.set_timer(RECOUNT_SECONDS, self._recount)
+        self._recount_later.poke(RECOUNT_SECONDS)
 
     def _recount(self) -> None:
-        self._recount_timer = None
         if self.is_open:
             matches = self._matches()
             self._show_count(matches, matches.index_of(self._selected()))
 
     def _stop_recount(self) -> None:
-        if self._recount_timer is not None:
-            self._recount_timer.stop()
-            self._recount_timer = None
+        self._recount_later.cancel()
 
     # ------------------------------------------------------------------ replacing
 
