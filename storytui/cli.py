@@ -263,15 +263,7 @@ class _Output:
 
 
 def _warn_if_conditioning_cut(generator, prompt: str, memory: str) -> None:
-    fitted_prompt, fitted_memory = generator.fit_conditioning(prompt, memory)
-    cut = [
-        name
-        for name, given, fitted in (
-            ("--prompt", prompt, fitted_prompt),
-            ("--memory", memory, fitted_memory),
-        )
-        if given.strip() != fitted
-    ]
+    cut = [f"--{name}" for name in generator.conditioning_cut(prompt, memory)]
     if cut:
         print(
             f"storytui: warning: the model reads at most {generator.header_limit} tokens of "

@@ -176,6 +176,15 @@ class Generator:
         prompt, memory, _ = self._fit_header(prompt, memory)
         return prompt, memory
 
+    def conditioning_cut(self, prompt: str, memory: str) -> list[str]:
+        """Which of "prompt" and "memory" ``fit_conditioning`` leaves the end out of, so that
+        the CLI and the app can say so."""
+        fitted = self.fit_conditioning(prompt, memory)
+        given = (prompt.strip(), memory.strip())
+        return [
+            name for name, g, f in zip(("prompt", "memory"), given, fitted, strict=True) if g != f
+        ]
+
     def _fit_header(self, prompt: str, memory: str) -> tuple[str, str, list[int]]:
         """``fit_conditioning``'s prompt and memory, and the header's token ids (encoded once:
         the status bar asks for them on every change)."""

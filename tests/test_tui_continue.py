@@ -533,3 +533,24 @@ def test_a_continuation_stopped_before_its_first_token_shows_no_speed(tiny_check
             assert "tok/s" not in app.status_text() and "words" in app.status_text()
 
     run(scenario())
+
+
+def test_the_status_says_when_the_end_of_the_prompt_does_not_reach_the_model(tiny_checkpoint):
+    """The CLI warns when --prompt is cut to fit; the app says it in the status bar."""
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=(160, 30)) as pilot:
+            await wait_ready(app, pilot)
+            await pilot.press(*"Once")
+            assert "end of prompt" not in app.status_text()
+            await pilot.press("f2")
+            prompt = app.query_one("#prompt")
+            prompt.value = " ".join(f"premise{i}" for i in range(400))
+            await wait_for(pilot, lambda: app.prompt == prompt.value)
+            assert app.generator.conditioning_cut(app.prompt, "") == ["prompt"]
+            await wait_for(pilot, lambda: "end of prompt cut" in app.status_text())
+            prompt.value = "A short premise"
+            await wait_for(pilot, lambda: "end of prompt" not in app.status_text())
+
+    run(scenario())

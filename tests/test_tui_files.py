@@ -143,6 +143,12 @@ def test_a_killed_session_is_recovered(tiny_checkpoint, tmp_path):
         async with again.run_test(size=SIZE) as pilot:
             assert again.editor.text == "Before and after" and again.modified
             assert any("restored unsaved changes" in n for n in again.notices)
+            notice = again.query_one("#notice")
+            assert "restored unsaved changes" in str(notice.render())
+            await pilot.press("ctrl+s")  # saved: the notice is old news and goes
+            await wait_for(pilot, lambda: not again.modified)
+            assert "restored" not in str(notice.render())
+        assert story.read_text() == "Before and after"
 
     run(scenario())
 

@@ -303,6 +303,14 @@ def test_model_picker_switches_models_in_the_background(tiny_checkpoint, storytu
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.generator.checkpoint_name == target, what="switch")
             assert app.model_state == READY and app.settings.model == target
+            await pilot.press("ctrl+l")  # the one in use again: said, not silently nothing
+            await wait_for(pilot, lambda: isinstance(app.screen, ModelPicker))
+            await pilot.pause()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not isinstance(app.screen, ModelPicker))
+            shown = [n.message for n in app._notifications]
+            assert f"{target} is the model in use already" in shown
+            assert app.model_state == READY and app.generator.checkpoint_name == target
 
     run(scenario())
 

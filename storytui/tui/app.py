@@ -105,7 +105,8 @@ class StoryApp(FileActions, App[None]):
         super().__init__()
         self.settings, settings_notice = load_settings()
         opened = open_initial(file, self.settings.last_file)  # a bad FILE raises StoryError
-        self._startup_notices = ([settings_notice] if settings_notice else []) + opened.notices
+        self._settings_notice = settings_notice
+        self._startup_notices = opened.notices  # about the file: a save makes them old news
         self.notices: list[str] = []  # every one-line notice shown, oldest first
         self.path: Path | None = opened.path
         self.saved: Story | None = opened.saved
@@ -174,8 +175,10 @@ class StoryApp(FileActions, App[None]):
         editor.cursor_blink = self.cursor_blink
         editor.move_cursor(editor.document.end)
         editor.focus()
+        if self._settings_notice:
+            self._notice(self._settings_notice)
         for notice in self._startup_notices:
-            self._notice(notice)
+            self._notice(notice, topic="file")
         self._remember_file()
         self._load_model(None, first=True)
         self.set_interval(self.autosave_seconds, self._autosave_tick)
@@ -534,7 +537,7 @@ class StoryApp(FileActions, App[None]):
         self.panel.set_story_fields(self.prompt, self.memory)
         self._clear_notice()
         for notice in opened.notices:
-            self._notice(notice)
+            self._notice(notice, topic="file")
         self._refresh_marks()
         self._refresh_status()
         self._refresh_bindings()
@@ -565,7 +568,11 @@ class StoryApp(FileActions, App[None]):
         )
 
     def _model_picked(self, path: Path | None) -> None:
-        if path is None or path == self.model_path:
+        if path is None:
+            return
+        if path == self.model_path:
+            name = getattr(self.generator, "checkpoint_name", path.name)
+            self.notify(f"{name} is the model in use already")
             return
         self.settings.model = "default" if path == paths.bundled_model_dir() else path.name
         self._save_settings()
@@ -664,6 +671,8 @@ class StoryApp(FileActions, App[None]):
         if counts.context is not None and self.generator is not None:
             seen, cut = counts.context
             dropped = f", {cut} cut" if cut > 0 else ""
+            if counts.header_cut:  # the end of the prompt or memory does not reach the model
+                dropped += f", end of {' and '.join(counts.header_cut)} cut"
             parts.append(StatusPart(f"ctx {seen}/{self.generator.block_size}{dropped}", 4))
         if self.last_stats is not None and self.last_stats.new_tokens:  # none: nothing timed
             stats = self.last_stats
@@ -710,7 +719,10 @@ class StoryApp(FileActions, App[None]):
         if tokens is None:
             return StoryCounts(words=words)
         seen, cut, total = tokens
-        return StoryCounts(context=(seen, cut), words=words, tokens=total)
+        header_cut = (
+            tuple(self.generator.conditioning_cut(prompt, memory)) if self.generator else ()
+        )
+        return StoryCounts(context=(seen, cut), words=words, tokens=total, header_cut=header_cut)
 
     def _file_status(self) -> str:
         if self.path is None:
@@ -745,6 +757,7 @@ class StoryCounts:
     context: tuple[int, int] | None = None
     words: int | None = None
     tokens: int | None = None
+    header_cut: tuple[str, ...] = ()  # "prompt", "memory": what lost its end to fit
 
 
 def run_app(file: Path | None) -> None:
