@@ -438,7 +438,8 @@ def _known_presets() -> set[str]:
 def pretrain_shards(tokenizer: Tokenizer, *, resume_from: str | None = None, force: bool = False):
     """Token shards of the cleaned books, built once per tokenizer and text, then reused.
 
-    ``resume_from``: the fingerprint of the text a resumed run trained on (see ``_check_resumable``).
+    ``resume_from``: the fingerprint of the text a resumed run trained on (see
+    ``_check_resumable``).
     """
     from trainer import dataset
 
