@@ -114,8 +114,13 @@ def test_editing_inside_a_continuation_unmarks_it(tiny_checkpoint):
             assert continuation.start == len(">> Hi ")
             assert app.editor.text[continuation.start :] == continuation.text
             app.editor.move_cursor(app.editor.location_of(continuation.start + 2))
+            marks = app.editor.marks
             await pilot.press("x")
             assert not app.continuations.live and app.editor.marks == []
+            await pilot.press("ctrl+z")  # its text back: marked again, retry works on it
+            await pilot.pause()
+            assert app.continuations.live == [continuation] and app.editor.marks == marks
+            assert app.editor.text[continuation.start :] == continuation.text
 
     run(scenario())
 

@@ -58,6 +58,37 @@ def test_editing_inside_a_continuation_unmarks_it():
     assert log.marks(by_probability=False) == []
 
 
+def test_undoing_an_edit_inside_a_continuation_marks_it_again():
+    """Typing into generated text unmarks it; ctrl+z that gives its text back marks it again,
+    with its alternatives, where it has moved to since; redo unmarks it once more."""
+    log, text = logged("Hello world", 5, " there")
+    continuation = log.live[0]
+    continuation.variants.append(Variant())  # an alternative, which must come back too
+    edited = text[:8] + "X" + text[8:]
+    log.writer_edit(text, edited)
+    moved = ">> " + edited  # typed before it afterwards: it moves while unmarked
+    log.writer_edit(edited, moved)
+    assert log.live == [] and continuation.start == 8
+    undo = HistoryStep(UNDO, (object(),), 11)
+    log.writer_edit(moved, ">> " + text, undo)
+    assert log.live == [continuation] and len(continuation.variants) == 2
+    assert log.marks(by_probability=False)[0].start == 8
+    log.writer_edit(">> " + text, moved, HistoryStep(REDO, undo.entries, 11))
+    assert log.live == []
+
+
+def test_an_undo_that_does_not_give_the_text_back_leaves_it_unmarked():
+    log, text = logged("Hello world", 5, " there")
+    log.writer_edit(text, text[:8] + "XY" + text[8:])
+    log.writer_edit(
+        text[:8] + "XY" + text[8:], text[:8] + "X" + text[8:], HistoryStep(UNDO, (object(),), 9)
+    )
+    assert log.live == []
+    log.writer_edit(text[:8] + "X" + text[8:], text[:3] + "Z" + text[3:])  # an edit before it
+    log.writer_edit(text[:3] + "Z" + text[3:], text, HistoryStep(UNDO, (object(),), 3))
+    assert log.live == []  # its place was lost to an edit that began before it
+
+
 def test_undoing_a_continuations_entry_files_it_and_redoing_it_brings_it_back():
     log, text = logged("abab", 2, "ab")  # a repeat the plain diff would place wrongly
     continuation = log.live[0]

@@ -246,6 +246,8 @@ class ContinuationLog:
     def __init__(self) -> None:
         self.live: list[Continuation] = []
         self.undone: list[Continuation] = []
+        # Continuations the writer typed into: an undo that gives back their text marks them again.
+        self.edited: list[Continuation] = []
         self._replacements: list[tuple[Any, tuple[Replacement, ...]]] = []  # (undo entry, spans)
 
     # ------------------------------------------------------------------ lookup
@@ -288,6 +290,11 @@ class ContinuationLog:
                 continuation.start += delta
             elif continuation.end > start and continuation.start < end:
                 self.live.remove(continuation)
+        for continuation in list(self.edited):
+            if continuation.start >= end:
+                continuation.start += delta
+            elif continuation.end > start:
+                self.edited.remove(continuation)  # the app wrote over it: nothing to give back
 
     def recorded(self, continuation: Continuation, entry: Any, base: int | None) -> None:
         """The editor's newest undo entry ``entry`` puts the shown variant of ``continuation``
@@ -301,11 +308,13 @@ class ContinuationLog:
         count = len(self.live)
         self.live.clear()
         self.undone.clear()
+        self.edited.clear()
         return count
 
     def clear(self) -> None:
         self.live.clear()
         self.undone.clear()
+        self.edited.clear()
         self._replacements.clear()
 
     # ------------------------------------------------------------------ changes made by the writer
@@ -345,6 +354,8 @@ class ContinuationLog:
             self._follow_spans(spans)
         else:
             self._follow(old, new)
+            if step.kind == UNDO:
+                self._mark_again(new)
 
     def writer_replaced(self, spans: Sequence[Replacement], entry: Any) -> None:
         """Follow the writer's replace (find and replace): each ``(start, old length, new
@@ -373,6 +384,7 @@ class ContinuationLog:
         """Move continuations past replaced spans; unmark the ones a span touches."""
         ends = [start + old for start, old, _ in spans]
         shifts = list(itertools.accumulate((new - old for _, old, new in spans), initial=0))
+        self.edited.clear()  # a replace moves text in several places: too many to follow
         for continuation in list(self.live):
             index = bisect.bisect_right(ends, continuation.start)  # spans wholly before it
             if index < len(spans) and spans[index][0] < continuation.end:
@@ -427,7 +439,8 @@ class ContinuationLog:
         self.live.append(continuation)
 
     def _follow(self, old: str, new: str) -> None:
-        """Move continuations after a plain edit; unmark the ones it touches."""
+        """Move continuations after a plain edit; unmark the ones it touches (kept aside in
+        ``edited`` when the edit starts inside one, where an undo can give its text back)."""
         growth = len(new) - len(old)
         prefix = _common_prefix(old, new)
         suffix = _common_suffix(old, new, limit=min(len(old), len(new)) - prefix)
@@ -439,6 +452,26 @@ class ContinuationLog:
                 continuation.start += growth
             else:
                 self.live.remove(continuation)
+                if continuation.start <= prefix:
+                    self.edited.append(continuation)
+        del self.edited[: -self.MAX_UNDONE]
+        for continuation in list(self.edited):
+            if continuation.start >= old_end:
+                continuation.start += growth
+            elif continuation.start > prefix:  # the edit began before it: its place is lost
+                self.edited.remove(continuation)
+
+    def _mark_again(self, text: str) -> None:
+        """After an undo: each edited continuation whose text is back in place, where no marked
+        one is, is marked again, with its alternatives."""
+        for continuation in reversed(list(self.edited)):
+            start, end = continuation.start, continuation.end
+            if text[start:end] != continuation.text or not continuation.text:
+                continue
+            if any(other.start < end and start < other.end for other in self.live):
+                continue
+            self.edited.remove(continuation)
+            self.live.append(continuation)
 
     # ------------------------------------------------------------------ display
 
