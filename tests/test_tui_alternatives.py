@@ -484,3 +484,27 @@ def test_with_no_model_the_keys_that_need_a_continuation_do_not_point_to_f5():
                 assert "F5" not in notification.message
 
     run(scenario())
+
+
+def test_a_retry_that_writes_nothing_adds_no_empty_alternative(tiny_checkpoint, monkeypatch):
+    """Stopped before its first token (or a model that ends at once), a retry leaves the
+    continuation as it was: no `alt 2/2` that shows nothing, and one undo still removes it."""
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            await type_and_continue(app, pilot, monkeypatch)
+            shown, marks = app.editor.text, app.editor.marks
+            continuation = app.continuations.live[-1]
+            script_model(app, monkeypatch, [])
+            await continue_story(app, pilot, key="ctrl+r")
+            assert app.editor.text == shown and app.editor.marks == marks
+            assert len(continuation.variants) == 1 and continuation.current == 0
+            assert "alt " not in app.status_text()
+            await pilot.press("ctrl+z")
+            assert app.editor.text == "Anna ran." and not app.continuations.live
+            await pilot.press("ctrl+y")
+            assert app.editor.text == shown and app.continuations.live == [continuation]
+
+    run(scenario())

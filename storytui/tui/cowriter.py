@@ -68,6 +68,7 @@ class Job:
     variant: Variant
     base: int | None  # the variant the undo history expects at the start (None: no text)
     context: str  # the story the model continues
+    previous: int | None = None  # a retry's: the variant shown before it (None: not a retry)
     cancel: threading.Event = field(default_factory=threading.Event)
     normalizer: NewlineNormalizer = field(default_factory=NewlineNormalizer)
     pending: deque = field(default_factory=deque)
@@ -130,6 +131,7 @@ class CoWriter:
 
     def _rewrite(self, continuation: Continuation, variant: Variant) -> Job:
         """A new variant (starting with ``variant``'s text) in place of the shown one."""
+        previous = continuation.current
         base = self._detach(continuation)
         editor = self.editor
         start, end = continuation.start, continuation.start + len(continuation.text_of(base))
@@ -139,11 +141,13 @@ class CoWriter:
         continuation.variants.append(variant)
         continuation.current = len(continuation.variants) - 1
         editor.move_cursor(editor.location_of(continuation.end))
-        return self._start(continuation, variant, base)
+        return self._start(continuation, variant, base, previous)
 
-    def _start(self, continuation: Continuation, variant: Variant, base: int | None) -> Job:
+    def _start(
+        self, continuation: Continuation, variant: Variant, base: int | None, previous=None
+    ) -> Job:
         context = self.editor.text[: continuation.start] + variant.text
-        self.job = Job(next(self._job_ids), continuation, variant, base, context)
+        self.job = Job(next(self._job_ids), continuation, variant, base, context, previous)
         self.editor.read_only = True
         return self.job
 
@@ -179,13 +183,27 @@ class CoWriter:
         job = self.job
         assert job is not None
         self.drain()
-        if not self.editor.typed_ahead:  # typed ahead, the writer's keys follow the last word
+        if job.previous is not None and not job.variant.text:
+            self._drop_empty_retry(job)
+        elif not self.editor.typed_ahead:  # typed ahead, the writer's keys follow the last word
             self._meet_the_text_after(job.continuation)
         self.job = None
         job.variant.seed = seed
         self._commit(job.continuation, job.base, shown=job.continuation.text)
         self.editor.read_only = False
         return job
+
+    def _drop_empty_retry(self, job: Job) -> None:
+        """A retry stopped before its first word adds no empty alternative: the one shown
+        before it is back, and the retry left nothing to undo."""
+        continuation, editor = job.continuation, self.editor
+        continuation.variants.remove(job.variant)
+        continuation.current = job.previous
+        start = continuation.start
+        with editor.app_edit(follow=False):
+            editor.replace_span(start, start, continuation.text)  # the retry's text: none
+        self.continuations.replaced(start, start, len(continuation.text), owner=continuation)
+        editor.move_cursor(editor.location_of(continuation.end))
 
     def _meet_the_text_after(self, continuation: Continuation) -> None:
         """Make a continuation's end meet the story after it as prose does: a space of its own
