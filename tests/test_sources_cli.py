@@ -130,7 +130,7 @@ def test_rows_labelled_by_number_are_named_as_left_out(tmp_path):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = runner.invoke(data_app, ["download", "writingprompts", "--from", str(data)])
     assert result.exit_code == 0, result.output
-    assert "1 pairs" in result.output
+    assert "WritingPrompts: 1 pair (train" in " ".join(result.output.split())
     assert "left out: 3 rows of scored whose label is a number" in " ".join(result.output.split())
 
 

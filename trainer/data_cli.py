@@ -118,7 +118,7 @@ def download_writingprompts_cmd(
     console.print(_pairs_table(report.to_json()))
     totals = report.split_totals()
     console.print(
-        f"WritingPrompts: {sum(totals.values()):,} pairs "
+        f"WritingPrompts: {_count(sum(totals.values()), 'pair')} "
         f"({', '.join(f'{s} {n:,}' for s, n in totals.items())}), "
         f"{sum(report.duplicates.values()):,} duplicates and "
         f"{sum(report.dropped.values()):,} empty/deleted stories dropped, "
@@ -197,6 +197,10 @@ def _shards_table() -> Table:
     return table
 
 
+def _count(n: int, thing: str) -> str:
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"
+
+
 def _say_what_was_replaced(console: Console, report) -> None:
     """Each import replaces the last: a second ``--from`` must not drop the first unannounced."""
     earlier = report.replaced
@@ -205,7 +209,7 @@ def _say_what_was_replaced(console: Console, report) -> None:
     pairs = sum(n for _, _, n in earlier.get("kept", []))
     where = earlier.get("sources") or []
     console.print(
-        f"  replaced the {pairs:,} pairs imported before"
+        f"  replaced the {_count(pairs, 'pair')} imported before"
         + (f" from {', '.join(where)}" if where else "")
         + "; to keep them too, import every source at once: "
         + " ".join(f"--from {source}" for source in dict.fromkeys([*where, *report.sources])),
