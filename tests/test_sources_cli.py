@@ -148,6 +148,10 @@ def test_a_second_import_says_which_pairs_it_replaced(tmp_path):
     said = " ".join(result.output.split())
     assert f"replaced the 3 pairs imported before from {first}" in said
     assert f"import every source at once: --from {first} --from {second}" in said
+    both = runner.invoke(
+        data_app, ["download", "writingprompts", "--from", str(first), "--from", str(second)]
+    )
+    assert "replaced" not in both.output  # everything before is read again: nothing lost
 
 
 def test_a_jsonl_line_that_is_not_json_is_named_by_its_line(tmp_path):

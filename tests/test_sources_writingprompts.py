@@ -561,3 +561,33 @@ def test_a_url_given_once_the_archive_is_here_is_named_not_silently_ignored(http
     download_writingprompts("http://127.0.0.1:9/other.tar.gz", console=console)
     assert len(http_server.requests) == hits
     assert "pass --force to fetch http://127.0.0.1:9/other.tar.gz" in console.export_text()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"label": "human", "written_by": "Claude Monet"},
+        {"label": "human", "source": "Gemma Jones"},
+        {"label": "human", "source": "Bloomsbury writing group"},
+        {"label": "human", "source": "Arnold Palmer"},
+        {"label": "human", "source": "Model UN creative club"},
+        {"source": "r/WritingPrompts"},
+        {"model": "human-written"},
+        {"generator": "Reddit user"},
+        {"label": 1, "is_human": True},  # the flag says what the number does not
+    ],
+)
+def test_people_and_places_are_not_mistaken_for_models(fields):
+    assert wp._is_human(fields) is True
+
+
+def test_an_interrupted_first_download_resumes_into_place(http_server, tmp_path):
+    archive = fan_archive(tmp_path / "a.tar.gz", {"train": [("[ WP ] Net", story(1))]})
+    body = archive.read_bytes()
+    raw = paths.raw_dir("writingprompts")
+    raw.mkdir(parents=True)
+    (raw / (wp.ARCHIVE_NAME + ".part")).write_bytes(body[:100])  # a download cut short
+    url = http_server.add("/writingPrompts.tar.gz", body)
+    assert download_writingprompts(url).split_totals()["train"] == 1
+    assert http_server.requests[0][1] == "bytes=100-"  # resumed, not fetched from zero
+    assert sorted(p.name for p in raw.iterdir() if p.is_file()) == [wp.ARCHIVE_NAME]

@@ -8,6 +8,7 @@ for the CLI root to print as one line.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -204,15 +205,17 @@ def _count(n: int, thing: str) -> str:
 def _say_what_was_replaced(console: Console, report) -> None:
     """Each import replaces the last: a second ``--from`` must not drop the first unannounced."""
     earlier = report.replaced
-    if not earlier or sorted(earlier.get("sources") or []) == sorted(report.sources):
-        return
+    if not earlier or "sources" not in earlier or set(earlier["sources"]) <= set(report.sources):
+        return  # nothing earlier, an earlier report that does not say, or all read again
     pairs = sum(n for _, _, n in earlier.get("kept", []))
     where = earlier.get("sources") or []
     console.print(
         f"  replaced the {_count(pairs, 'pair')} imported before"
         + (f" from {', '.join(where)}" if where else "")
         + "; to keep them too, import every source at once: "
-        + " ".join(f"--from {source}" for source in dict.fromkeys([*where, *report.sources])),
+        + " ".join(
+            f"--from {shlex.quote(source)}" for source in dict.fromkeys([*where, *report.sources])
+        ),
         highlight=False,
         markup=False,
     )

@@ -572,7 +572,7 @@ class StoryApp(FileActions, App[None]):
             return
         if path == self.model_path:
             name = getattr(self.generator, "checkpoint_name", path.name)
-            self.notify(f"{name} is the model in use already")
+            self.notify(f"{name} is the model in use already", markup=False)
             return
         self.settings.model = "default" if path == paths.bundled_model_dir() else path.name
         self._save_settings()

@@ -50,9 +50,14 @@ class _Retry(Exception):
     """One attempt failed in a way that another attempt may fix."""
 
 
+class _NoSuchHost(_Retry):
+    """The resolver knows no such host: a mistyped name, or no network (DNS down answers the
+    same way), so it is tried once more, not six times."""
+
+
 class UnknownHost(StoryError):
-    """The URL's host name does not exist (a mistyped mirror): waiting will not make it, and
-    every other file from that host fails the same way."""
+    """The URL's host cannot be found, twice: every other file from that host would fail the
+    same way, so a run of many files stops."""
 
 
 class LocalWriteError(StoryError):
@@ -148,6 +153,8 @@ def download(
                 reason = "connection closed early"
             except _Retry as exc:
                 reason = str(exc)
+                if isinstance(exc, _NoSuchHost) and failures >= 1:
+                    raise UnknownHost(f"download failed: {url} ({reason})") from exc
             after = part.stat().st_size if part.exists() else 0
             if after <= before:
                 failures += 1
@@ -179,8 +186,8 @@ def _attempt(url: str, part: Path, timeout: float, bar: _Bar) -> bool:
             raise StoryError(f"download failed: {url} ({_reason(exc)})") from exc
         if _no_such_host(exc):
             host = urllib.parse.urlsplit(url).hostname
-            raise UnknownHost(
-                f"download failed: {url} (there is no host named {host!r}: check the URL)"
+            raise _NoSuchHost(
+                f"cannot find the host {host!r}: a mistyped URL, or no network"
             ) from exc
         raise _Retry(_reason(exc)) from exc
     with response:

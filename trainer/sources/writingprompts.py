@@ -251,12 +251,17 @@ _MACHINE_FLAGS = ("generated", "is_generated", "machine", "is_machine", "ai_gene
 _MODEL_FIELDS = ("model", "generator", "llm", "llm_name", "model_name", "generated_by")
 # Fields that may name a person or a place (reddit) as well as a model: only a model's name counts.
 _ORIGIN_FIELDS = ("source", "written_by", "system", "engine")
-_NOT_A_MODEL = {"human", "humans", "none", "null", "n/a", "na", "-", "reddit", "person", "writer"}
+_NOT_A_MODEL = {"none", "null", "n/a", "na", "-"}
+_HUMAN_WORDS = re.compile(r"human|reddit|user|person|writer|author|people", re.IGNORECASE)
+# A model's name as it appears in such a column: whole tokens, versions where a bare word would
+# also be a person's name (Claude, Gemma) or a plain word (palm, bloom).
 _MODEL_NAME = re.compile(
-    r"\b(?:gpt|chatgpt|openai|davinci|claude|anthropic|llama|mistral|mixtral|gemini|gemma|palm"
-    r"|bard|bloom|falcon|vicuna|alpaca|qwen|deepseek|grok|copilot|beluga|orca|platypus|progen"
-    r"|llm|model|generated|machine|sampled|synthetic)"
-    r"|\b(?:ai|bot|hint|bart|t5|opt|phi-?\d*)\b",
+    r"\b(?:chat)?gpt[-\w.]*|\bopenai\b|\b(?:text-)?davinci\b|\banthropic\b"
+    r"|\bclaude[-\s]?(?:\d|instant|v\d|opus|sonnet|haiku)|\bllama[-\s]?\d|\bmi[sx]tral\b"
+    r"|\bgemini\b|\bgemma[-\s]?\d|\bgoogle[-\s]palm\b|\bpalm[-\s]?2\b|\bbloomz?-\d|\bfalcon-\d|\bvicuna\b|\balpaca\b"
+    r"|\bqwen[-\w.]*|\bdeepseek\b|\bgrok[-\s]?\d|\bbeluga[-\s]?\d|\borca[-\s]?\d"
+    r"|\bplatypus\d?\b|\bprogen\b|\bllms?\b|\blanguage model\b|\bchatbot\b"
+    r"|\b(?:ai|machine|model|llm)[-\s](?:generated|written)\b|\bsynthetic\b",
     re.IGNORECASE,
 )
 _SPLIT_NAMES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid"}
@@ -545,18 +550,21 @@ def _dict_rows(
 
 def _is_human(fields: dict[str, Any]) -> bool | None:
     """Who wrote a row: False where anything names a model, True where a label says "human"
-    (or says nothing and no model is named), None where the label is a bare number: 1 is
-    "human" in one release and "machine" in the next, so such rows are never guessed at."""
+    (or says nothing and no model is named), None where the only label is a bare number: 1
+    is "human" in one release and "machine" in the next, so such rows are never guessed at."""
     if _names_a_model(fields):
         return False
+    numbered = False
     for name in _LABEL_FIELDS:
         value = fields.get(name)
         if isinstance(value, bool | int | float):
-            return None
+            numbered = True
+            continue
         if isinstance(value, str) and value.strip():
             label = value.strip().lower()
             if re.fullmatch(r"[-+]?\d+(?:\.\d+)?", label):
-                return None
+                numbered = True
+                continue
             return label.startswith("human")
     for name in _HUMAN_FLAGS:
         if name in fields and not isinstance(fields[name], str | type(None)):
@@ -567,14 +575,15 @@ def _is_human(fields: dict[str, Any]) -> bool | None:
         value = fields.get(name)
         if value not in (None, "", 0, False, "0", "false", "False", "no"):
             return False
-    return True
+    return None if numbered else True
 
 
 def _names_a_model(fields: dict[str, Any]) -> bool:
-    """A model column with any real value, or a source-like column holding a model's name."""
+    """A model column with a value that is not a person's (``human-written``, ``reddit
+    user``), or a source-like column holding a model's name."""
     for name in _MODEL_FIELDS:
-        value = str(fields.get(name) or "").strip().lower()
-        if value and value not in _NOT_A_MODEL:
+        value = str(fields.get(name) or "").strip()
+        if value and value.lower() not in _NOT_A_MODEL and not _HUMAN_WORDS.search(value):
             return True
     return any(_MODEL_NAME.search(str(fields.get(name) or "")) for name in _ORIGIN_FIELDS)
 
@@ -655,10 +664,14 @@ def download_writingprompts(
             )
         archive.unlink()
     if force or not archive.exists():
-        fresh = download(source, archive.with_name(archive.name + ".new"), progress=console)
+        # Beside a copy already here (--force) so that a bad fetch cannot cost it; else into
+        # place, where an interrupted earlier download resumes.
+        here = archive.exists()
+        target = archive.with_name(archive.name + ".new") if here else archive
+        fresh = download(source, target, progress=console)
         if why := _not_an_archive(fresh):
             fresh.unlink()
-            kept = "; the copy already here was kept" if archive.exists() else ""
+            kept = "; the copy already here was kept" if here else ""
             raise StoryError(f"download failed: {source} (what the server sent {why}){kept}")
         os.replace(fresh, archive)
     elif url is not None and console is not None:
