@@ -102,21 +102,22 @@ def test_typing_key_by_key_recomposes_the_footer_only_when_its_keys_change(count
     run(scenario())
 
 
+def record_calls(monkeypatch, cls, name: str) -> list[float]:
+    """When each call of ``cls.name`` began (the method still runs)."""
+    calls: list[float] = []
+    method = getattr(cls, name)
+
+    def recording(self) -> None:
+        calls.append(time.monotonic())
+        method(self)
+
+    monkeypatch.setattr(cls, name, recording)
+    return calls
+
+
 def test_the_find_bar_recounts_once_after_the_story_is_still(counts, monkeypatch):
-    recounts: list[float] = []
-    changes: list[float] = []
-    recount, story_changed = FindBar._recount, FindBar.story_changed
-
-    def counting_recount(self) -> None:
-        recounts.append(time.monotonic())
-        recount(self)
-
-    def noting_change(self) -> None:
-        changes.append(time.monotonic())
-        story_changed(self)
-
-    monkeypatch.setattr(FindBar, "_recount", counting_recount)
-    monkeypatch.setattr(FindBar, "story_changed", noting_change)
+    recounts = record_calls(monkeypatch, FindBar, "_recount")
+    changes = record_calls(monkeypatch, FindBar, "story_changed")
 
     async def scenario():
         app = new_app()
@@ -143,20 +144,8 @@ def test_the_find_bar_recounts_once_after_the_story_is_still(counts, monkeypatch
 
 
 def test_encode_ahead_starts_once_the_idle_time_after_the_last_key(monkeypatch):
-    starts: list[float] = []
-    scheduled: list[float] = []
-    start, schedule = EncodeAhead._start, EncodeAhead.schedule
-
-    def counting_start(self) -> None:
-        starts.append(time.monotonic())
-        start(self)
-
-    def noting_schedule(self) -> None:
-        scheduled.append(time.monotonic())
-        schedule(self)
-
-    monkeypatch.setattr(EncodeAhead, "_start", counting_start)
-    monkeypatch.setattr(EncodeAhead, "schedule", noting_schedule)
+    starts = record_calls(monkeypatch, EncodeAhead, "_start")
+    scheduled = record_calls(monkeypatch, EncodeAhead, "schedule")
 
     async def scenario():
         app = new_app()
