@@ -125,6 +125,7 @@ class Generator:
         self.precision = precision
         self.tokenizer = tokenizer
         self.template = template or StoryTemplate()
+        self._last_header: tuple[tuple[str, str], tuple[str, str, list[int]]] | None = None
         self.config = model.config
         self.block_size = self.config.block_size
         # Learned-position models (seed) must see exactly the last block, like their original code.
@@ -158,7 +159,7 @@ class Generator:
         a prompt and memory too long for ``header_limit`` lose their ends, never the
         template's lines (``fit_conditioning``)."""
         _, _, head = self._fit_header(prompt, memory)
-        return head, self.tokenizer.encode(text)
+        return list(head), self.tokenizer.encode(text)  # a copy: the last header is kept
 
     @property
     def header_limit(self) -> int:
@@ -186,8 +187,18 @@ class Generator:
         ]
 
     def _fit_header(self, prompt: str, memory: str) -> tuple[str, str, list[int]]:
-        """``fit_conditioning``'s prompt and memory, and the header's token ids (encoded once:
-        the status bar asks for them on every change)."""
+        """``fit_conditioning``'s prompt and memory, and the header's token ids. The last
+        answer is kept: the status bar asks for it (context and cut) on every keystroke, while
+        the prompt and memory seldom change."""
+        key = (prompt, memory)
+        last = self._last_header
+        if last is not None and last[0] == key:
+            return last[1]
+        fitted = self._fit_header_anew(prompt, memory)
+        self._last_header = (key, fitted)
+        return fitted
+
+    def _fit_header_anew(self, prompt: str, memory: str) -> tuple[str, str, list[int]]:
         prompt, memory = prompt.strip(), memory.strip()
         while True:
             header = format_story("", prompt=prompt, memory=memory, template=self.template)

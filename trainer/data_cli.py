@@ -208,10 +208,9 @@ def _say_what_was_replaced(console: Console, report) -> None:
     if not earlier or "sources" not in earlier or set(earlier["sources"]) <= set(report.sources):
         return  # nothing earlier, an earlier report that does not say, or all read again
     pairs = sum(n for _, _, n in earlier.get("kept", []))
-    where = earlier.get("sources") or []
+    where = earlier["sources"]  # not all of them read again, so not empty
     console.print(
-        f"  replaced the {_count(pairs, 'pair')} imported before"
-        + (f" from {', '.join(where)}" if where else "")
+        f"  replaced the {_count(pairs, 'pair')} imported before from {', '.join(where)}"
         + "; to keep them too, import every source at once: "
         + " ".join(
             f"--from {shlex.quote(source)}" for source in dict.fromkeys([*where, *report.sources])
