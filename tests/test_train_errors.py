@@ -339,3 +339,57 @@ def test_dtype_and_device_are_checked_before_the_data(args, message, capsys):
     code, _, err = run_cli(["train", "pretrain", "--preset", "tiny", "--out", "d", *args], capsys)
     assert code == 1 and "Traceback" not in err
     assert err.startswith(f"storytui: error: {message}"), err
+
+
+class _Card:
+    def __init__(self, name: str, major: int) -> None:
+        self.name, self.major = name, major
+
+
+def _pretend_cards(monkeypatch, *cards: _Card) -> list[int]:
+    """CUDA cards this CPU-only machine pretends to have; returns the indices asked about."""
+    from trainer import throughput
+
+    asked: list[int] = []
+
+    def properties(device) -> _Card:
+        index = torch.device(device).index or 0
+        asked.append(index)
+        return cards[index]
+
+    monkeypatch.setattr(throughput.torch.version, "hip", None)
+    monkeypatch.setattr(throughput.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(throughput.torch.cuda, "get_device_properties", properties)
+    monkeypatch.setattr(
+        throughput.torch.cuda, "get_device_name", lambda device: cards[device.index].name
+    )
+    # torch's own check says yes on any card that can emulate bf16, as a T4 can
+    monkeypatch.setattr(throughput.torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    return asked
+
+
+def test_a_t4_trains_in_fp16_and_refuses_bf16(monkeypatch):
+    """A T4 runs bf16 only emulated, far slower than fp16: `auto` picks fp16 there."""
+    from trainer.throughput import check_precision, resolve_precision
+
+    _pretend_cards(monkeypatch, _Card("Tesla T4", 7))
+    t4 = torch.device("cuda", 0)
+    assert resolve_precision("auto", t4).name == "fp16"
+    with pytest.raises(StoryError, match=r"^Tesla T4 has no bf16; use --dtype fp16$"):
+        check_precision("bf16", t4)
+    assert check_precision("fp16", t4).name == "fp16"
+
+
+def test_each_rank_asks_its_own_card(monkeypatch):
+    """Under torchrun rank 1's card decides its precision, not card 0."""
+    from trainer.stages import _check_device_and_dtype
+    from trainer.throughput import resolve_precision
+
+    asked = _pretend_cards(monkeypatch, _Card("Tesla T4", 7), _Card("NVIDIA A100", 8))
+    assert resolve_precision("auto", torch.device("cuda", 1)).name == "bf16"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    _check_device_and_dtype("cuda", "bf16")  # the A100: no error
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(StoryError, match="Tesla T4 has no bf16"):
+        _check_device_and_dtype("cuda", "bf16")
+    assert asked == [1, 1, 0]

@@ -43,6 +43,11 @@ class DistContext:
 SINGLE = DistContext()
 
 
+def local_rank() -> int:
+    """This process's card on its machine under torchrun (0 when run alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
@@ -53,7 +58,7 @@ def init_from_env(device_type: str) -> DistContext:
         return SINGLE
     context = DistContext(
         rank=int(os.environ["RANK"]),
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_rank=local_rank(),
         world_size=int(os.environ["WORLD_SIZE"]),
     )
     if not dist.is_initialized():

@@ -243,7 +243,7 @@ class StopSignals:
 def train(spec: RunSpec, console: Console | None = None) -> RunResult:
     """Run (or resume) ``spec`` to its end or until stopped; rank 0 reports and saves."""
     console = console or run_console()
-    device = resolve_device(spec.device, int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(spec.device, distributed.local_rank())
     context = distributed.init_from_env(device.type)
     try:
         return _Run(spec, context, device, console).run()

@@ -314,9 +314,10 @@ def finetune_spec(
 def _check_device_and_dtype(device: str, dtype: str) -> None:
     """Checked before the shards are built (minutes of tokenising on real data), not at the
     first step."""
+    from trainer.distributed import local_rank
     from trainer.throughput import check_precision, resolve_device
 
-    resolved = resolve_device(device)
+    resolved = resolve_device(device, local_rank())  # this rank's card, not card 0
     if dtype != "auto":
         check_precision(dtype, resolved)
 

@@ -80,9 +80,21 @@ def check_precision(name: str, device: torch.device) -> Precision:
         raise StoryError(f"unknown dtype {name!r} (choose {', '.join(DTYPES)})")
     if name == "fp16" and device.type == "cpu":
         raise StoryError("--dtype fp16 needs a GPU; on the CPU use bf16 or fp32")
-    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if name == "bf16" and device.type == "cuda" and not cuda_has_bf16(device):
         raise StoryError(f"{torch.cuda.get_device_name(device)} has no bf16; use --dtype fp16")
     return Precision(name, device.type)
+
+
+def cuda_has_bf16(device: torch.device) -> bool:
+    """Whether the card multiplies bf16 natively (Ampere and later, or ROCm).
+
+    ``torch.cuda.is_bf16_supported()`` also says yes where bf16 only runs emulated (a T4), at a
+    fraction of fp16's speed, and asks the current device, which under torchrun is card 0
+    until the rank's own is set: this asks ``device`` itself.
+    """
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_properties(device).major >= 8
 
 
 def resolve_precision(
@@ -92,7 +104,7 @@ def resolve_precision(
     if name != "auto":
         return check_precision(name, device)
     if device.type == "cuda":
-        return Precision("bf16" if torch.cuda.is_bf16_supported() else "fp16", "cuda")
+        return Precision("bf16" if cuda_has_bf16(device) else "fp16", "cuda")
     if device.type != "cpu" or measure is None:
         return Precision("fp32", device.type)
     fp32, bf16 = Precision("fp32", "cpu"), Precision("bf16", "cpu")
