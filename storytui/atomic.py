@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import glob
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ from storytui.errors import StoryError
 
 _TEMP_SUFFIX = ".tmp"
 _OLD_DIRECTORY = re.compile(r"\.(?P<name>.+)\.old-(?P<pid>\d+)")  # a replaced dir, until removed
+# a directory being written: ``.<name>.tmp-<pid>-<random>``
+_TEMP_DIRECTORY = re.compile(r"\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[^.]+")
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2  # renameat2 flag: swap two paths in one step
 
@@ -78,7 +81,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(os.path.realpath(path))
     _make_parent(path)
     try:  # a folder the writer cannot write to is their error to see, not a traceback
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=path.parent
+        )
     except OSError as exc:
         raise _disk_error(path, exc) from exc
     try:
@@ -93,6 +98,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
                 os.chmod(tmp, ordinary_mode())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+        _clear_killed_writes(path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -101,6 +107,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _clear_killed_writes(path: Path) -> None:
+    """Delete the temp files that writers of ``path`` killed mid-write left beside it (their
+    process is gone, so the rename never came): otherwise every kill leaves a hidden copy."""
+    own = re.compile(rf"\.{re.escape(path.name)}\.(?P<pid>\d+)\.[^.]+{re.escape(_TEMP_SUFFIX)}")
+    for temp in temp_files(path.parent, glob.escape(path.name)):
+        match = own.fullmatch(temp.name)
+        if match is not None and _writer_is_gone(int(match["pid"])):
+            with contextlib.suppress(OSError):
+                temp.unlink()
 
 
 def temp_files(directory: Path, names: str = "*") -> list[Path]:
@@ -126,7 +143,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     _make_parent(final)
     try:
         restore_replaced(final.parent)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
     except OSError as exc:
         raise _disk_error(final, exc) from exc
     os.chmod(tmp, ordinary_mode(directory=True))  # a checkpoint is an ordinary directory
@@ -179,13 +196,18 @@ def exchange_paths(a: Path, b: Path) -> bool:
 
 
 def restore_replaced(parent: Path) -> None:
-    """Undo a replacement a kill interrupted: a ``.<name>.old-<pid>`` directory whose ``<name>``
-    is missing goes back; one left after its replacement finished is deleted."""
+    """Undo what a kill interrupted: a ``.<name>.old-<pid>`` directory whose ``<name>`` is
+    missing goes back, one left after its replacement finished is deleted, and so is a
+    half-written ``.<name>.tmp-<pid>-*`` one (a checkpoint's worth of disk each)."""
     try:
         children = list(Path(parent).iterdir())
     except OSError:
         return
     for child in children:
+        unfinished = _TEMP_DIRECTORY.fullmatch(child.name)
+        if unfinished is not None and child.is_dir() and _writer_is_gone(int(unfinished["pid"])):
+            shutil.rmtree(child, ignore_errors=True)
+            continue
         match = _OLD_DIRECTORY.fullmatch(child.name)
         if match is None or not child.is_dir() or _is_running(int(match["pid"])):
             continue
@@ -200,6 +222,12 @@ def restore_replaced(parent: Path) -> None:
 def _is_running(pid: int) -> bool:
     """Whether another process ``pid`` exists (so its replacement may still be under way)."""
     return pid != os.getpid() and process_exists(pid)
+
+
+def _writer_is_gone(pid: int) -> bool:
+    """Whether the process that named a temp file or folder after itself has ended (this
+    process's own may be a write under way in another thread)."""
+    return pid != os.getpid() and not process_exists(pid)
 
 
 def _fsync_dir(directory: Path) -> None:

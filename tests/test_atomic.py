@@ -83,8 +83,43 @@ def test_a_killed_directory_write_leaves_a_whole_directory(tmp_path: Path) -> No
     for body in _kill_repeatedly(target, "directory"):
         assert _is_whole_version(body)
     restore_replaced(target.parent)  # leftovers of the killed writers are cleared
-    leftovers = [p.name for p in target.parent.iterdir() if p.name != "mine"]
-    assert all(".tmp-" in name for name in leftovers), leftovers
+    assert [p.name for p in target.parent.iterdir()] == ["mine"]
+
+
+def test_the_next_write_clears_temp_files_that_killed_writes_left(tmp_path: Path) -> None:
+    target = tmp_path / "story.txt"
+    target.write_bytes(b"7" * 200_000)
+    killed = [p.name for p in tmp_path.iterdir()]
+    for _ in range(40):  # until a kill falls inside a write and leaves its temp file behind
+        _kill_repeatedly(target, "file", kills=1)
+        killed = [p.name for p in tmp_path.iterdir() if p.name != "story.txt"]
+        if killed:
+            break
+    assert killed, "no kill landed mid-write"
+    under_way = tmp_path / f".story.txt.{os.getpid()}.abc123.tmp"  # this process's, in a thread
+    under_way.write_bytes(b"half")
+    other = tmp_path / ".notes.txt.999999999.abc123.tmp"  # another file's
+    other.write_bytes(b"half")
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["story.txt", under_way.name, other.name]
+    )
+
+
+def test_a_temp_folder_of_a_running_writer_is_kept(tmp_path: Path) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        running = tmp_path / f".mine.tmp-{sleeper.pid}-abc123"
+        gone = tmp_path / ".mine.tmp-999999999-abc123"
+        for folder in (running, gone):
+            folder.mkdir()
+            (folder / "model.safetensors").write_bytes(b"half")
+        restore_replaced(tmp_path)
+        assert [p.name for p in tmp_path.iterdir()] == [running.name]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_replacing_a_directory_swaps_in_one_step(tmp_path: Path) -> None:
