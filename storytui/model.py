@@ -176,8 +176,12 @@ def rotary_tables(config: ModelConfig, length: int) -> tuple[torch.Tensor, torch
     ``x * cos + roll(x) * sin``: four small ops per step instead of nine.
     """
     half = config.head_dim // 2
-    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(half, dtype=torch.float32) / half))
-    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+    # computed on the CPU even inside ``torch.device("meta")``, where arange would import dynamo
+    positions = torch.arange(length, dtype=torch.float32, device="cpu")
+    inv_freq = 1.0 / (
+        config.rope_theta ** (torch.arange(half, dtype=torch.float32, device="cpu") / half)
+    )
+    angles = torch.outer(positions, inv_freq)
     cos, sin = angles.cos(), angles.sin()
     return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
 
@@ -435,7 +439,8 @@ def build_model(config: ModelConfig, *, initialize: bool = True) -> nn.Module:
 
 
 def count_parameters(config: ModelConfig) -> int:
-    """Exact parameter count without allocating the weights (meta device)."""
+    """Exact parameter count without allocating the weights (meta device, left uninitialised:
+    random init there costs an import of dynamo)."""
     with torch.device("meta"):
-        model = build_model(config)
+        model = build_model(config, initialize=False)
     return sum(p.numel() for p in model.parameters())
