@@ -9,8 +9,9 @@ data is present), from launch to its first byte on stdout, and to its exit after
 Three ways of starting, alternated round by round:
 
 - ``before``: as storytui started before it kept int4 graphs: the weights are drawn at random
-  before the checkpoint overwrites them, and the int4 decode graph is built (``onnx`` imported,
-  every matrix rounded, the graph serialized);
+  before the checkpoint overwrites them (also those of the shape check's model on the meta
+  device, where that imports torch's compiler), and the int4 decode graph is built (``onnx``
+  imported, every matrix rounded, the graph serialized);
 - ``first start``: the checkpoint loads into an uninitialised model; the graph is built and
   saved to the cache (the first run of a new checkpoint);
 - ``later starts``: the graph is read back from the cache (every run after that).
