@@ -6,11 +6,13 @@ Driven through Textual's pilot with a tiny random model.
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 
 from storytui import paths
 from storytui.checkpoint import NO_MODEL_HINT
 from storytui.sampling import SamplingSettings
-from storytui.tui.app import NO_MODEL, READY
+from storytui.tui.app import LOADING, NO_MODEL, READY
 from storytui.tui.commands import COMMANDS, EDITOR_KEYS, FIND_BAR_COMMANDS
 from storytui.tui.editor import StoryEditor
 from storytui.tui.help import HelpScreen, keys_table
@@ -311,6 +313,71 @@ def test_model_picker_switches_models_in_the_background(tiny_checkpoint, storytu
             shown = [n.message for n in app._notifications]
             assert f"{target} is the model in use already" in shown
             assert app.model_state == READY and app.generator.checkpoint_name == target
+
+    run(scenario())
+
+
+def _hold_loads_of(name: str, monkeypatch) -> threading.Event:
+    """Loading checkpoint ``name`` waits until the returned event is set (a slow disk)."""
+    from storytui import checkpoint
+
+    release = threading.Event()
+    real = checkpoint.load_checkpoint
+
+    def held(directory, *args, **kwargs):
+        if Path(directory).name == name:
+            release.wait(timeout=60)
+        return real(directory, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", held)
+    return release
+
+
+async def _pick(app, pilot, name: str) -> None:
+    await pilot.press("ctrl+l")
+    await wait_for(pilot, lambda: isinstance(app.screen, ModelPicker))
+    await pilot.pause()
+    names = [entry.name for entry in app.screen.entries]
+    app.screen.query_one("#models").highlighted = names.index(name)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: not isinstance(app.screen, ModelPicker))
+
+
+def test_the_model_picked_last_wins_however_long_the_others_take(
+    tiny_checkpoint, storytui_home, monkeypatch
+):
+    """Picking again while a model loads: the later choice is the one used, even when the
+    earlier, slower load finishes after it; picking the model in use again keeps it."""
+    models = storytui_home / "models"
+    make_tiny_checkpoint(models / "slow", seed=1, created="2000-01-01T00:00:00+00:00")
+    make_tiny_checkpoint(models / "quick", seed=2, created="2000-01-02T00:00:00+00:00")
+    release = _hold_loads_of("slow", monkeypatch)
+
+    async def scenario():
+        app = new_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(app, pilot)
+            assert app.generator.checkpoint_name == "tiny-test"
+            await _pick(app, pilot, "slow")  # held until released
+            assert app.model_state == LOADING
+            await _pick(app, pilot, "quick")
+            await wait_for(pilot, lambda: app.generator.checkpoint_name == "quick", what="quick")
+            release.set()  # the slow load ends after the quick one: its model is not used
+            await wait_for(pilot, lambda: not app.workers, what="the slow load")
+            await pilot.pause()
+            assert app.generator.checkpoint_name == "quick" and app.model_state == READY
+            assert app.settings.model == "quick"
+
+            release.clear()
+            await _pick(app, pilot, "slow")
+            assert app.model_state == LOADING
+            await _pick(app, pilot, "quick")  # the one in use: keep it, drop the other load
+            assert app.model_state == READY and app.settings.model == "quick"
+            assert "keeping quick" in [n.message for n in app._notifications]
+            release.set()
+            await wait_for(pilot, lambda: not app.workers, what="the slow load")
+            await pilot.pause()
+            assert app.generator.checkpoint_name == "quick" and app.model_state == READY
 
     run(scenario())
 

@@ -119,6 +119,7 @@ class StoryApp(FileActions, App[None]):
         self.cursor_blink = cursor_blink
         self.generator = None  # storytui.generation.Generator once loaded
         self.model_path: Path | None = None
+        self._model_request = 0  # the latest load asked for; only its answer is used
         self.model_state = LOADING
         self.model_error: str | None = None
         self.sampling = None  # storytui.sampling.SamplingSettings once imported
@@ -214,10 +215,14 @@ class StoryApp(FileActions, App[None]):
     # ------------------------------------------------------------------ model loading
 
     def _load_model(self, target: Path | None, first: bool = False) -> None:
+        """Load in a thread; a load asked for later supersedes this one (threads cannot be
+        stopped, so its answer is dropped when it comes)."""
+        self._model_request += 1
         self.model_state = LOADING
         self._refresh_status()
+        load = partial(load_in_thread, target, self.settings.model, first, self.post_message)
         self.run_worker(
-            partial(load_in_thread, target, self.settings.model, first, self.post_message),
+            partial(load, request=self._model_request),
             thread=True,
             group="model",
             exit_on_error=False,
@@ -241,8 +246,8 @@ class StoryApp(FileActions, App[None]):
         self.encode_ahead.schedule()
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
-        if self._closing_down:
-            return
+        if self._closing_down or message.request != self._model_request:
+            return  # a superseded load: the writer has picked another model since
         if message.generator is not None:
             self.generator = message.generator
             self.model_path = message.path
@@ -570,13 +575,19 @@ class StoryApp(FileActions, App[None]):
     def _model_picked(self, path: Path | None) -> None:
         if path is None:
             return
-        if path == self.model_path:
-            name = getattr(self.generator, "checkpoint_name", path.name)
-            self.notify(f"{name} is the model in use already", markup=False)
-            return
         self.settings.model = "default" if path == paths.bundled_model_dir() else path.name
         self._save_settings()
-        self._load_model(path)
+        if path != self.model_path:
+            self._load_model(path)
+            return
+        name = getattr(self.generator, "checkpoint_name", path.name)
+        if self.model_state == LOADING:  # back to this one while another loads: that is dropped
+            self._model_request += 1
+            self.model_state = READY
+            self._refresh_status()
+            self.notify(f"keeping {name}", markup=False)
+        else:
+            self.notify(f"{name} is the model in use already", markup=False)
 
     def action_find(self) -> None:
         self.find_bar.open()

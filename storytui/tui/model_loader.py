@@ -22,12 +22,20 @@ class StackReady(Message):
 class ModelLoaded(Message):
     """A Generator, or why there is none (``error``), plus a notice worth showing."""
 
-    def __init__(self, generator, path: Path | None, error: str | None, notice: str | None) -> None:
+    def __init__(
+        self,
+        generator,
+        path: Path | None,
+        error: str | None,
+        notice: str | None,
+        request: int = 0,
+    ) -> None:
         super().__init__()
         self.generator = generator
         self.path = path
         self.error = error
         self.notice = notice
+        self.request = request  # which load this answers: the app keeps only its latest
 
 
 def load_in_thread(
@@ -35,8 +43,10 @@ def load_in_thread(
     preferred: str | None,
     announce_stack: bool,
     post: Callable[[Message], object],
+    request: int = 0,
 ) -> None:
-    """Load ``target``, else the model named ``preferred``, else the best one that loads."""
+    """Load ``target``, else the model named ``preferred``, else the best one that loads;
+    the answer carries ``request``."""
     import storytui.sampling  # noqa: F401  (imports torch: the slow part)
 
     if announce_stack:
@@ -68,6 +78,6 @@ def load_in_thread(
         error = str(exc)
         if error == NO_MODEL_HINT:
             error, notice = None, NO_MODEL_HINT
-        post(ModelLoaded(None, None, error, notice))
+        post(ModelLoaded(None, None, error, notice, request))
         return
-    post(ModelLoaded(generator, Path(checkpoint.path), None, notice))
+    post(ModelLoaded(generator, Path(checkpoint.path), None, notice, request))
