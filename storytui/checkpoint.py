@@ -329,7 +329,10 @@ def _check_names_and_shapes(
 ) -> None:
     """The tensors ``shapes`` names are exactly ``model``'s (tied weights may be absent)."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in shapes and not _is_alias(model, k, shapes)]
+    tied = _tied_names(model)
+    missing = [
+        k for k in expected if k not in shapes and not any(t in shapes for t in tied.get(k, ()))
+    ]
     unexpected = [k for k in shapes if k not in expected]
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
@@ -354,13 +357,19 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], label: str) -
             expected[key].copy_(tensor.to(expected[key].dtype))
 
 
-def _is_alias(model: nn.Module, key: str, state: dict) -> bool:
-    """True when ``key`` shares storage with a parameter that is in ``state`` (tied weights)."""
-    params = dict(model.named_parameters(remove_duplicate=False))
-    if key not in params:
-        return False
-    target = params[key]
-    return any(name in state and p is target for name, p in params.items() if name != key)
+def _tied_names(model: nn.Module) -> dict[str, list[str]]:
+    """For each parameter shared under several names (tied weights), its other names: a
+    checkpoint stores it once. Grouped in one pass, so a config naming hundreds of layers the
+    weights lack fails in a moment, not in minutes."""
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    return {
+        name: [other for other in group if other != name]
+        for group in names.values()
+        if len(group) > 1
+        for name in group
+    }
 
 
 # ---------------------------------------------------------------------------- finding models

@@ -27,6 +27,7 @@ def _is_real(value: object) -> bool:
 
 
 MAX_BLOCK_SIZE = 131_072  # tokens of context; 64 MB of rotary tables at head size 64
+MAX_LAYERS = 1_024  # far past any preset; a typo of 6 as 600,000 must not build for minutes
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class ModelConfig:
             raise ValueError(
                 f"block_size must be at most {MAX_BLOCK_SIZE:,}, not {self.block_size!r}"
             )
+        if self.n_layer > MAX_LAYERS:
+            raise ValueError(f"n_layer must be at most {MAX_LAYERS:,}, not {self.n_layer!r}")
         if not isinstance(self.arch, str):
             raise ValueError(f"arch must be a name, not {self.arch!r}")
         if self.n_embd % self.n_head or self.n_head % self.kv_heads:

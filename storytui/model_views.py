@@ -219,7 +219,7 @@ def print_model_info(name: str, console: Console | None = None) -> None:
     except ImportError:
         pass
     if problem is not None:
-        raise StoryError(f"it cannot be loaded: {problem}")
+        raise StoryError(f"{directory.name} cannot be loaded: {problem}")
 
 
 def remove_model(name: str, confirm: bool = True) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,7 @@ def test_corrupt_checkpoints_are_refused_in_one_line(
         ({"model": {"rope_theta": None}}, "rope_theta must be a number of at least 1"),
         ({"model": {"rope_theta": 1e-300}}, "rope_theta must be a number of at least 1"),
         ({"model": {"block_size": 10**9}}, "block_size must be at most 131,072"),
+        ({"model": {"n_layer": 10**5}}, "n_layer must be at most 1,024"),
         ({"model": {"dropout": 1.5}}, "dropout must be a number in [0, 1)"),
         ({"model": {"norm_eps": 0}}, "norm_eps must be a number in (0, 1)"),
         ({"model": {"n_head": 3}}, "do not divide evenly"),
@@ -182,6 +184,21 @@ def test_hand_edited_configs_are_refused_by_name(
     assert message in str(info.value) and "malformed" in str(info.value)
     entry = next(e for e in list_checkpoints() if e.name == tiny_checkpoint.name)
     assert entry.meta is None and message in entry.error
+
+
+def test_a_config_naming_far_more_layers_than_the_weights_fails_at_once(
+    tiny_checkpoint: Path,
+) -> None:
+    """A hand-typed 600 for 6 layers: the missing tensors are named in a moment (checking
+    each against every parameter for a tie once took a minute at the colab width)."""
+    config = tiny_checkpoint / "config.json"
+    data = json.loads(config.read_text())
+    data["model"]["n_layer"] = 1_000
+    config.write_text(json.dumps(data))
+    started = time.perf_counter()
+    with pytest.raises(StoryError, match=r"weights do not match its config \(missing"):
+        load_checkpoint(tiny_checkpoint)
+    assert time.perf_counter() - started < 10
 
 
 def test_resolve_prefers_newest_finetune_then_pretrain(storytui_home: Path) -> None:

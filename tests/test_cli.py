@@ -167,7 +167,7 @@ def test_models_shows_weights_that_would_not_load(storytui_home: Path, capsys) -
     assert "unreadable: checkpoint newest: model.safetensors is corrupt or truncated" in out
     code, out, err = run_cli(["models", "info", "newest"], capsys)
     assert code == 1 and "finetune" in out
-    assert err.startswith("storytui: error: it cannot be loaded: checkpoint newest: model.")
+    assert err.startswith("storytui: error: newest cannot be loaded: checkpoint newest: model.")
     assert len(err.strip().splitlines()) == 1
 
 

@@ -179,7 +179,7 @@ def test_a_carried_vocabulary_that_was_altered_or_is_missing_is_refused(books, c
     trained_tokenizer_path("custom-300").unlink()
     code, out, err = run_cli(["models", "info", "own"], capsys)  # described, then refused
     assert code == 1 and "custom-300" in out
-    assert err.startswith("storytui: error: it cannot be loaded: checkpoint own was trained")
+    assert err.startswith("storytui: error: own cannot be loaded: checkpoint own was trained")
     code, _, err = run_cli(["continue", str(story), "-m", "own", "-n", "2"], capsys)
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "vocabulary 'custom-300', which it does not carry and this install does not have" in err
