@@ -389,6 +389,11 @@ class Generator:
         back, the model writes the whitespace itself, in the tokens it was trained on, and only
         what follows it is shown. A longer run keeps the rest in the story, re-encoded: each
         byte taken back costs the continuation a token.
+
+        Other whitespace (a tab, a form feed) is all but absent from the training text: after
+        it the model writes fragments and combining marks. A run holding any is taken back
+        whole and the model writes what it knows in its place, a blank line if the run breaks
+        the line, else a space; a story of whitespace alone starts as an empty one does.
         """
         if self.original_tokens:
             return story, b""
@@ -396,6 +401,10 @@ class Generator:
         while end and self.tokenizer.token_bytes(story[end - 1]).isspace():
             end -= 1
         run = b"".join(self.tokenizer.token_bytes(token) for token in story[end:])
+        if not end:
+            return [], b""
+        if run.strip(b" \n"):
+            return story[:end], b"\n\n" if b"\n" in run else b" "
         if len(run) <= HEALED_BYTES:
             return story[:end], run
         kept = self.tokenizer.encode(run[:-HEALED_BYTES].decode("ascii"))
