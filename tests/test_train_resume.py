@@ -240,8 +240,10 @@ def test_a_run_its_time_budget_stopped_trains_on_when_resumed(capsys):
     _run(spec)
     out = capsys.readouterr().out
     stopped = torch.load(paths.run_dir("budget") / "latest" / "state.pt", weights_only=True)
-    assert 2 < stopped["step"] < 40 and stopped["total_steps"] == 40
-    assert f"Stopped by the time budget at step {stopped['step']}/40; model saved to " in out
+    # the plan may already trim the 40 steps to what 1.5 s of the fast first batches allow
+    total = stopped["total_steps"]
+    assert 2 < stopped["step"] < total <= 40
+    assert f"Stopped by the time budget at step {stopped['step']}/{total}; model saved to " in out
     assert "storytui train pretrain --out budget --resume" in out
     assert paths.model_dir("budget").is_dir()  # the model a budgeted run ends with is usable
 
@@ -250,7 +252,7 @@ def test_a_run_its_time_budget_stopped_trains_on_when_resumed(capsys):
     again.data = _SlowerAfter(again.data, fast_batches=2, delay_s=0.3)
     resumed = train(again)
     assert resumed.stopped_by == "time budget"
-    assert stopped["step"] + 2 < resumed.steps < 40
+    assert stopped["step"] + 2 < resumed.steps < total
 
     # A budget typed with --resume replaces the saved one for this session and is not ignored.
     result = CliRunner().invoke(
@@ -259,9 +261,9 @@ def test_a_run_its_time_budget_stopped_trains_on_when_resumed(capsys):
     assert result.exit_code == 0, result.output
     assert "ignoring" not in result.output
     assert "budget      0:10:00 for this session" in result.output
-    assert "Done: 40 steps" in result.output
+    assert f"Done: {total} steps" in result.output
     final = torch.load(paths.run_dir("budget") / "latest" / "state.pt", weights_only=True)
-    assert final["step"] == 40
+    assert final["step"] == total
 
 
 def test_a_run_whose_shards_another_run_rebuilt_from_new_text_is_not_resumed_on_them():
