@@ -439,6 +439,10 @@ def resolve_model(name_or_dir: str | None) -> Path:
         return bundled
     if is_dir:
         raise StoryError(f"{as_path} is not a checkpoint directory (no {CONFIG_FILE})")
+    if as_path.name in (CONFIG_FILE, WEIGHTS_FILE) and (as_path.parent / CONFIG_FILE).is_file():
+        raise StoryError(
+            f"{as_path} is a file inside a checkpoint; give its folder {as_path.parent}"
+        )
     raise StoryError(f"no model named {name_or_dir!r}; `storytui models` lists them")
 
 

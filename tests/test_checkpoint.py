@@ -214,6 +214,9 @@ def test_resolve_prefers_newest_finetune_then_pretrain(storytui_home: Path) -> N
     assert resolve_model(str(models / "old-pre")) == models / "old-pre"
     with pytest.raises(StoryError, match="no model named 'missing'"):
         resolve_model("missing")
+    for inside in (models / "ft" / WEIGHTS_FILE, models / "ft" / CONFIG_FILE):
+        with pytest.raises(StoryError, match="is a file inside a checkpoint; give its folder"):
+            resolve_model(str(inside))
     assert read_meta(models / "ft").stage == "finetune"
     # times are compared as moments: 12:00+05:00 is 07:00 UTC, before 08:00 UTC
     make_tiny_checkpoint(models / "east", stage="finetune", created="2026-04-01T12:00:00+05:00")
