@@ -246,7 +246,11 @@ def train(spec: RunSpec, console: Console | None = None) -> RunResult:
     device = resolve_device(spec.device, distributed.local_rank())
     context = distributed.init_from_env(device.type)
     try:
-        return _Run(spec, context, device, console).run()
+        result = _Run(spec, context, device, console).run()
+        # every rank past its last collective before any takes the group down: a rank that
+        # left while rank 0 was still saving was once aborted by gloo at exit (SIGABRT)
+        distributed.barrier(context)
+        return result
     finally:
         distributed.shutdown(context)
 
