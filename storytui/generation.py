@@ -400,9 +400,9 @@ class Generator:
         end = len(story)
         while end and self.tokenizer.token_bytes(story[end - 1]).isspace():
             end -= 1
-        run = b"".join(self.tokenizer.token_bytes(token) for token in story[end:])
         if not end:
             return [], b""
+        run = b"".join(self.tokenizer.token_bytes(token) for token in story[end:])
         if run.strip(b" \n"):
             return story[:end], b"\n\n" if b"\n" in run else b" "
         if len(run) <= HEALED_BYTES:

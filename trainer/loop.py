@@ -247,8 +247,8 @@ def train(spec: RunSpec, console: Console | None = None) -> RunResult:
     context = distributed.init_from_env(device.type)
     try:
         result = _Run(spec, context, device, console).run()
-        # every rank past its last collective before any takes the group down: a rank that
-        # left while rank 0 was still saving was once aborted by gloo at exit (SIGABRT)
+        # every rank past its last collective before any takes the group down: once, after a
+        # finished run, gloo aborted the rank that got there first (SIGABRT at exit)
         distributed.barrier(context)
         return result
     finally:
