@@ -13,8 +13,9 @@ driven through ``generate()``. Decode speed is compared with the memory-bandwidt
 measured read bandwidth ÷ (weight bytes + KV-cache bytes read per token).
 
 ``--loss-gap`` measures what the reduced precisions cost: per-token loss (nats) and bits per
-byte of each precision over block-sized windows of a real text (int4 through its decoding
-kernel at every position, although it encodes a story with int8).
+byte of each precision over block-sized windows of a real text; int4 both through its decoding
+kernel at every position and with each window's first half encoded in int8 and in bf16 (the
+two encoders it chooses between), the rest decoded.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -49,10 +51,11 @@ from _common import (
 )
 from torch_int4 import quantize_torch_int4
 
+from storytui import precision as precision_module
 from storytui.allocator import keep_freed_memory
 from storytui.generation import DEFAULT_PRECISION, Generator
 from storytui.model import PRESETS, StoryModel
-from storytui.precision import PRECISIONS, kv_cache_dtype, prepare_model
+from storytui.precision import PRECISIONS, Int4Model, kv_cache_dtype, prepare_model
 from storytui.sampling import PRESET_SETTINGS, SamplingSettings
 from storytui.tokenizer import load_tokenizer
 
@@ -333,7 +336,8 @@ def head_to_head(base, story_ids, args, rounds: int = 4) -> None:
 
 def int4_against_int8(base, tokenizer, story_ids, args, rounds: int = 4) -> None:
     """storytui with four-bit and with eight-bit weights, alternated round by round: decode
-    speed, and the cold first token of a 1,000-token story (both encode it with int8)."""
+    speed, and the cold first token of a 1,000-token story (int4 encodes it with
+    ``encoder_precision``: int8 too, or bf16 where AMX tiles run it)."""
     int4 = Generator(copy.deepcopy(base), tokenizer, precision="int4")
     int8 = Generator(copy.deepcopy(base), tokenizer, precision="int8")
     prompt = _decode_prompt(base, story_ids, args)
@@ -344,19 +348,37 @@ def int4_against_int8(base, tokenizer, story_ids, args, rounds: int = 4) -> None
         rounds,
     )
     story = tokenizer.decode(story_ids[: args.context])
-    settings = GREEDY.with_changes(max_new_tokens=1)
-
-    def cold_first_token_ms(generator: Generator) -> float:
-        generator.forget_context()
-        return _first_token_seconds(generator, story, settings) * 1e3
-
     alternate(
         "storytui cold first token (1,000 tokens), int4 against int8",
-        ("int4", lambda: cold_first_token_ms(int4)),
-        ("int8", lambda: cold_first_token_ms(int8)),
+        ("int4", lambda: _cold_first_token_ms(int4, story)),
+        ("int8", lambda: _cold_first_token_ms(int8, story)),
         rounds,
         unit="ms",
     )
+
+
+def int4_encoders(base, tokenizer, story_ids, args, rounds: int = 4) -> None:
+    """The cold first token of a 1,000-token story at int4, encoded in bf16 against int8,
+    alternated round by round: what ``encoder_precision`` chooses between on this CPU."""
+    generators = {}
+    for encoder in ("bf16", "int8"):
+        with mock.patch.object(precision_module, "encoder_precision", lambda e=encoder: e):
+            generators[encoder] = Generator(copy.deepcopy(base), tokenizer, precision="int4")
+    story = tokenizer.decode(story_ids[: args.context])
+    alternate(
+        f"storytui int4 cold first token (1,000 tokens), bf16 encoder against int8 encoder "
+        f"(this CPU's choice: {precision_module.encoder_precision()})",
+        ("bf16", lambda: _cold_first_token_ms(generators["bf16"], story)),
+        ("int8", lambda: _cold_first_token_ms(generators["int8"], story)),
+        rounds,
+        unit="ms",
+    )
+
+
+def _cold_first_token_ms(generator: Generator, story: str) -> float:
+    """Milliseconds to the first greedy token of ``story`` with nothing of it cached."""
+    generator.forget_context()
+    return _first_token_seconds(generator, story, GREEDY.with_changes(max_new_tokens=1)) * 1e3
 
 
 def _decode_prompt(base, story_ids, args) -> torch.Tensor:
@@ -457,6 +479,38 @@ def decoded_logits(model, inputs: torch.Tensor) -> torch.Tensor:
     return torch.cat(steps, dim=1)
 
 
+def encoded_then_decoded_logits(model, inputs: torch.Tensor) -> torch.Tensor:
+    """Logits (1, T, vocab) as a continuation sees them: the first half of ``inputs`` encoded
+    in one call (the story), the rest decoded one token at a time after it."""
+    cache = model.new_cache(1, dtype=torch.float32)
+    half = inputs.shape[1] // 2
+    encoded = model(inputs[:, :half], cache=cache)[0].float()
+    steps = [model(inputs[:, t : t + 1], cache=cache)[0] for t in range(half, inputs.shape[1])]
+    return torch.cat([encoded, *steps], dim=1)
+
+
+def loss_gap_variants(model) -> list[tuple[str, Callable[[], object], Callable | None]]:
+    """(label, build the model, logits of a window or None for a plain forward pass): every
+    precision, and int4 both decoded throughout and encoded by each encoder it can use."""
+    variants: list[tuple[str, Callable[[], object], Callable | None]] = [
+        (precision, lambda p=precision: prepare_model(copy.deepcopy(model), p), None)
+        for precision in PRECISIONS
+        if precision != "int4"
+    ]
+    if not isinstance(prepare_model(copy.deepcopy(model), "int4"), Int4Model):
+        return [*variants, ("int4 (int8: no int4 graph for this model)", lambda: None, None)]
+    variants.append(("int4, decoded at every position", lambda: Int4Model(model), decoded_logits))
+    for encoder in ("int8", "bf16"):
+        variants.append(
+            (
+                f"int4, first half encoded in {encoder}",
+                lambda e=encoder: Int4Model(model, encoder=e),
+                encoded_then_decoded_logits,
+            )
+        )
+    return variants
+
+
 def loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
     """Per-token loss and bits per byte of each precision over the tail of ``text_file``."""
     from storytui.checkpoint import load_checkpoint
@@ -477,28 +531,31 @@ def loss_gap(checkpoint_dir: Path, text_file: Path, max_tokens: int) -> None:
     print("|---|---:|---:|---:|---:|")
     reference_top: list[torch.Tensor] = []
     reference_loss = None
-    for precision in PRECISIONS:
-        model = prepare_model(copy.deepcopy(checkpoint.model), precision)
+    for label, build, window_logits in loss_gap_variants(checkpoint.model.float().eval()):
+        model = build()
+        if model is None:
+            print(f"| {label} | | | | |")
+            continue
         total, agree, tops = 0.0, 0, []
         with torch.inference_mode():
             for window in windows:
                 x = torch.tensor([window[:-1]])
                 y = torch.tensor([window[1:]])
-                if precision == "int4":  # it decodes with int4 and encodes with int8
-                    logits = decoded_logits(model, x)
+                if window_logits is not None:
+                    logits = window_logits(model, x)
                     loss = torch.nn.functional.cross_entropy(logits[0].float(), y[0])
                 else:
                     logits, loss = model(x, y)
                 total += loss.item() * y.numel()
                 tops.append(logits[0].float().argmax(-1))
-        if precision == "fp32":
+        if not reference_top:
             reference_top = tops
         agree = sum(int((a == b).sum()) for a, b in zip(tops, reference_top, strict=True))
         nats = total / n_targets
         bpb = total / math.log(2) / n_bytes
         gap = 0.0 if reference_loss is None else nats - reference_loss
         reference_loss = nats if reference_loss is None else reference_loss
-        print(f"| {precision} | {nats:.4f} | {bpb:.4f} | {gap:+.4f} | {agree / n_targets:.2%} |")
+        print(f"| {label} | {nats:.4f} | {bpb:.4f} | {gap:+.4f} | {agree / n_targets:.2%} |")
 
 
 def read_prose(path: Path) -> str:
@@ -566,6 +623,8 @@ def main(argv: list[str] | None = None) -> None:
         head_to_head(base, story_ids, args)
     if {"int4", "int8"} <= set(args.precisions):
         int4_against_int8(base, tokenizer, story_ids, args)
+    if "int4" in args.precisions:
+        int4_encoders(base, tokenizer, story_ids, args)
     long_story_first_tokens(base, tokenizer, story_ids)
     print(
         f"\nbenchmark took {time.perf_counter() - started:.0f} s; {machine_report()[-1]}; "

@@ -2,11 +2,15 @@
 
 Decoding one token reads every weight once, so its speed is set by bytes per weight:
 ``fp32`` (4, the reference), ``bf16`` (2; AVX512-BF16 matmuls), ``int8`` (1; per-channel int8
-weights times dynamically quantised activations through fbgemm's VNNI kernels, which also make
-the 1,000-token prefill fastest) and ``int4`` (0.535: groups of 128 four-bit weights with a
-float scale and a four-bit zero point, decoded through ONNX Runtime; the int8 kernels encode).
+weights times dynamically quantised activations through fbgemm's VNNI kernels) and ``int4``
+(0.535: groups of 128 four-bit weights with a float scale and a four-bit zero point, decoded
+through ONNX Runtime).
 ``bench/bench_generate.py`` measures them all and the loss gap each costs on real text;
 ``DEFAULT_PRECISION`` is the winner on the kind of CPU it was measured on.
+
+Encoding a story (the prefill before the first token) is bound by arithmetic, not bytes: where
+the CPU has AMX tiles, oneDNN's bf16 matmuls outrun fbgemm's int8 ones, so int4 encodes in
+bf16 there and in int8 elsewhere.
 """
 
 from __future__ import annotations
@@ -51,6 +55,23 @@ def to_bf16_weights(model: nn.Module) -> nn.Module:
     for param in model.parameters():  # a tied weight is one parameter: it stays tied
         param.data = param.data.to(torch.bfloat16)
     return model
+
+
+def bf16_copy(model: nn.Module) -> nn.Module:
+    """A copy with bf16 parameters, made without a full-precision copy on the way (the memo
+    hands deepcopy each parameter already cast; a tied weight is one parameter and stays tied)."""
+    memo = {
+        id(param): nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False)
+        for param in model.parameters()
+    }
+    return copy.deepcopy(model, memo)
+
+
+def encoder_precision() -> str:
+    """How int4 encodes: bf16 where AMX tiles multiply it (a cold 1,000-token first token in
+    150-153 ms against 227-238 ms with int8, alternated, bench/README.md), else int8 (AVX-512
+    BF16 without AMX encodes in bf16 about 1.4x slower than in int8)."""
+    return "bf16" if _has_amx() else "int8"
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -132,27 +153,39 @@ class Int8Linear(nn.Module):
 
 
 class Int4Model(nn.Module):
-    """A ``StoryModel`` that decodes with four-bit weights and encodes with int8 ones.
+    """A ``StoryModel`` that decodes with four-bit weights and encodes with int8 or bf16 ones.
 
     Decoding one token reads every weight once, so its bytes per weight set its speed: the
     ``OnnxDecoder`` runs the whole step in ONNX Runtime with 0.535 bytes per weight (int4
     groups of 128, int8 VNNI dot products). Encoding many tokens at once is bound by arithmetic
-    instead, where fbgemm's int8 kernels are fastest. Both write the same ``KVCache``. Memory
-    held: about 1.54 bytes per weight (each call reads one of the two copies), and the cached
-    and the full forward pass round differently. Not copyable: build another from the source
-    model instead.
+    instead: fbgemm's int8 kernels are fastest on most CPUs, oneDNN's bf16 ones where AMX tiles
+    run them (``encoder_precision``). Both write the same fp32 ``KVCache``. Memory held: about
+    1.54 bytes per weight with the int8 encoder (plus its fp32 embedding table), 2.54 with the
+    bf16 one (each call reads one of the two copies), and the cached and the full forward pass
+    round differently. Not copyable:
+    build another from the source model instead.
     """
 
-    def __init__(self, model: nn.Module, group_sizes: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        group_sizes: tuple[int, ...] | None = None,
+        encoder: str | None = None,
+    ) -> None:
         super().__init__()
         from storytui.onnx_decoder import GROUP_SIZES, OnnxDecoder
 
+        encoder = encoder or encoder_precision()
+        if encoder not in ("int8", "bf16"):
+            raise ValueError("the int4 model encodes in int8 or bf16")
         self.config = model.config
         self.decoder = OnnxDecoder(model, group_sizes=group_sizes or GROUP_SIZES)
-        self.encoder = quantize_int8(model)
+        self.encoder = quantize_int8(model) if encoder == "int8" else bf16_copy(model)
+        self.encoder_precision = encoder
 
-    def new_cache(self, *args, **kwargs):
-        return self.encoder.new_cache(*args, **kwargs)
+    def new_cache(self, batch: int = 1, max_len: int | None = None, dtype=None):
+        """A cache the decoder can bind: fp32 whatever the encoder computes in."""
+        return self.encoder.new_cache(batch, max_len, dtype or torch.float32)
 
     def forward(self, idx, targets=None, cache=None, last_only: bool = False):
         if cache is None or targets is not None or idx.shape[1] != 1:
@@ -170,7 +203,15 @@ class Int4Model(nn.Module):
         return self.decoder.weight_bytes
 
     def extra_repr(self) -> str:
-        return "int4 decoding (ONNX Runtime), int8 encoding (fbgemm)"
+        engine = "fbgemm" if self.encoder_precision == "int8" else "oneDNN"
+        return f"int4 decoding (ONNX Runtime), {self.encoder_precision} encoding ({engine})"
+
+
+def _has_amx() -> bool:
+    """Whether oneDNN can multiply bf16 on AMX tiles (the CPU has them and the kernel lets
+    this process use them)."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check and check())
 
 
 def _has_vnni() -> bool:

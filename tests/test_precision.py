@@ -7,7 +7,13 @@ import torch
 
 from storytui.model import ModelConfig, StoryModel
 from storytui.onnx_decoder import OnnxDecoder
-from storytui.precision import Int4Model, Int8Linear, default_precision, prepare_model
+from storytui.precision import (
+    Int4Model,
+    Int8Linear,
+    default_precision,
+    encoder_precision,
+    prepare_model,
+)
 
 CONFIG = ModelConfig(
     vocab_size=512, block_size=32, n_layer=2, n_head=4, n_embd=64, mlp_hidden=128, n_kv_head=2
@@ -19,7 +25,8 @@ def _model(config: ModelConfig = CONFIG) -> StoryModel:
     return StoryModel(config).eval()
 
 
-def test_int4_encodes_with_int8_and_decodes_through_onnx_runtime() -> None:
+def test_int4_encodes_with_int8_and_decodes_through_onnx_runtime(monkeypatch) -> None:
+    monkeypatch.setattr("storytui.precision._has_amx", lambda: False)
     reference = _model()
     int4, int8 = prepare_model(reference, "int4"), prepare_model(reference, "int8")
     assert isinstance(int4, Int4Model) and isinstance(int4.decoder, OnnxDecoder)
@@ -37,6 +44,49 @@ def test_int4_encodes_with_int8_and_decodes_through_onnx_runtime() -> None:
             assert c4.length == t + 1
             assert not torch.allclose(step4, step8)  # the step ran the int4 graph
             assert torch.cosine_similarity(step4[0, -1], full[0, t], dim=0) > 0.99
+
+
+@pytest.mark.parametrize(("amx", "expected"), [(True, "bf16"), (False, "int8")])
+def test_int4_encodes_in_bf16_only_where_amx_tiles_multiply_it(
+    monkeypatch, amx: bool, expected: str
+) -> None:
+    monkeypatch.setattr("storytui.precision._has_amx", lambda: amx)
+    assert encoder_precision() == expected
+    int4 = prepare_model(_model(), "int4")
+    assert isinstance(int4, Int4Model) and int4.encoder_precision == expected
+    gate_up = int4.encoder.blocks[0].mlp.gate_up
+    if expected == "bf16":
+        assert gate_up.weight.dtype == torch.bfloat16
+    else:
+        assert isinstance(gate_up, Int8Linear)
+
+
+def test_the_bf16_encoder_fills_a_cache_the_int4_decoder_continues() -> None:
+    reference = _model()
+    before = {name: p.clone() for name, p in reference.state_dict().items()}
+    int4 = Int4Model(reference, encoder="bf16")
+    encoder = int4.encoder
+    assert all(p.dtype == torch.bfloat16 for p in encoder.parameters())
+    assert encoder.lm_head.weight is encoder.embed.weight  # still tied
+    assert all(torch.equal(p, before[n]) for n, p in reference.state_dict().items())
+    ids = torch.randint(0, 512, (1, 24))
+    with torch.inference_mode():
+        full, _ = reference(ids)
+        cache = int4.new_cache()
+        assert all(t.dtype == torch.float32 for t in (*cache.keys, *cache.values))
+        encoded, _ = int4(ids[:, :16], cache=cache)
+        assert encoded.dtype == torch.bfloat16 and cache.length == 16
+        similarity = torch.cosine_similarity(encoded[0].float(), full[0, :16], dim=-1)
+        assert similarity.min() > 0.999  # bf16 rounding only: closer to fp32 than int8 is
+        for t in range(16, 24):
+            step, _ = int4(ids[:, t : t + 1], cache=cache)
+            assert step.dtype == torch.float32 and cache.length == t + 1
+            assert torch.cosine_similarity(step[0, -1], full[0, t], dim=0) > 0.99
+
+
+def test_the_int4_encoder_must_be_int8_or_bf16() -> None:
+    with pytest.raises(ValueError, match="int8 or bf16"):
+        Int4Model(_model(), encoder="fp16")
 
 
 def test_int4_steps_stop_at_the_block_size() -> None:
