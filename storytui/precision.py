@@ -162,8 +162,7 @@ class Int4Model(nn.Module):
     run them (``encoder_precision``). Both write the same fp32 ``KVCache``. Memory held: about
     1.54 bytes per weight with the int8 encoder (plus its fp32 embedding table), 2.54 with the
     bf16 one (each call reads one of the two copies), and the cached and the full forward pass
-    round differently. Not copyable:
-    build another from the source model instead.
+    round differently. Not copyable: build another from the source model instead.
     """
 
     def __init__(
