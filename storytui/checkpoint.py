@@ -29,6 +29,7 @@ from storytui.errors import StoryError
 from storytui.model import ModelConfig, build_model
 from storytui.story_format import StoryTemplate
 from storytui.tokenizer import Tokenizer, load_tokenizer, read_tokenizer_file, write_ranks
+from storytui.weight_checks import weights_problem
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -350,11 +351,37 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], label: str) -
     expected = model.state_dict()
     _check_names_and_shapes(model, {k: tuple(t.shape) for k, t in state.items()}, label)
     for key, tensor in state.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise StoryError(f"checkpoint {label}: {key} contains NaN or infinite values")
+        _require_finite(key, tensor, label)
     with torch.no_grad():
         for key, tensor in state.items():
             expected[key].copy_(tensor.to(expected[key].dtype))
+
+
+def _require_finite(key: str, tensor: torch.Tensor, label: str) -> None:
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        raise StoryError(f"checkpoint {label}: {key} contains NaN or infinite values")
+
+
+def check_weight_values(directory: Path) -> None:
+    """Every weight finite, as loading requires, read one tensor at a time with no model
+    built: what ``weights_problem`` remembers for listings."""
+    label = checkpoint_label(directory)
+    weights = _require_file(Path(directory), WEIGHTS_FILE)
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            names = handle.keys()  # a safe_open handle is not iterable itself
+            for key in names:
+                _require_finite(key, handle.get_tensor(key), label)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise StoryError(
+            f"checkpoint {label}: {WEIGHTS_FILE} is corrupt or truncated ({_first_line(exc)})"
+        ) from exc
+
+
+def values_problem(directory: Path) -> str | None:
+    """Why the checkpoint's weights would not load for their values (NaN, infinities), or
+    None; remembered per weights file, so a listing reads each checkpoint's tensors once."""
+    return weights_problem(Path(directory) / WEIGHTS_FILE, lambda: check_weight_values(directory))
 
 
 def _tied_names(model: nn.Module) -> dict[str, list[str]]:

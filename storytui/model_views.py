@@ -20,6 +20,7 @@ from storytui.checkpoint import (
     model_candidates,
     read_meta,
     resolve_model,
+    values_problem,
 )
 from storytui.errors import StoryError
 
@@ -156,15 +157,16 @@ def print_model_list(console: Console | None = None) -> None:
 
 
 def _load_problem(entry: ModelEntry) -> str | None:
-    """Why ``entry`` would not load, from everything but its tensor data (a listing stays
-    fast; weights cut short or a hand-edited size show here, not only at the next load)."""
+    """Why ``entry`` would not load: weights cut short or a hand-edited size from the file's
+    header, NaN from its values (read once per weights file, then remembered), so the ``*``
+    goes where a command without ``--model`` would really go."""
     if entry.meta is None:
         return entry.error or "unreadable"
     try:
         check_checkpoint(entry.path, entry.meta)
     except StoryError as exc:
         return str(exc)
-    return None
+    return values_problem(entry.path)
 
 
 def _heads(query: int, key_value: int) -> str:
@@ -203,9 +205,9 @@ def print_model_info(name: str, console: Console | None = None) -> None:
     meta = read_meta(directory)
     try:
         check_checkpoint(directory, meta)
-        problem = None
+        problem = values_problem(directory)
     except StoryError as exc:
-        problem = exc
+        problem = str(exc)
     table = Table(title=f"{directory.name}  ({directory})", show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")  # a hash or path folds onto the next line, never cut

@@ -133,6 +133,11 @@ def tiktoken_cache_dir() -> Path:
     return cache_dir() / "tiktoken"
 
 
+def weight_checks_path() -> Path:
+    """Which checkpoint weights files were found to hold only finite numbers (or not)."""
+    return cache_dir() / "weight-checks.json"
+
+
 def graph_cache_dir() -> Path:
     """int4 decode graphs, built from a checkpoint once and reused."""
     return cache_dir() / "int4-graphs"

@@ -151,24 +151,76 @@ def test_models_list_and_info(tiny_checkpoint: Path, capsys) -> None:
     assert code == 0 and "storytui-16k" in out and "tiny" in out
 
 
-def test_models_shows_weights_that_would_not_load(storytui_home: Path, capsys) -> None:
-    """Weights cut short show in the listing and in `models info` (which still describes the
-    model, then fails), and the `*` goes to the model a command would actually use."""
+NEWEST = "2026-02-01T00:00:00+00:00"
+
+
+def _newest_model_broken(storytui_home: Path, capsys, breaking, reason: str) -> Path:
+    """Two finetuned models, the newer one broken by ``breaking(its folder)``: the listing
+    names ``reason`` and stars the older one, and `models info` still describes the broken
+    one, then fails in one line with ``reason``. Returns the broken model's folder."""
     models = storytui_home / "models"
     make_tiny_checkpoint(models / "older", stage="finetune", created="2026-01-01T00:00:00+00:00")
-    cut = make_tiny_checkpoint(
-        models / "newest", stage="finetune", created="2026-02-01T00:00:00+00:00"
-    )
-    weights = cut / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-100])
+    newest = make_tiny_checkpoint(models / "newest", stage="finetune", created=NEWEST)
+    breaking(newest)
     code, out, _ = run_cli(["models"], capsys)
     rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     assert code == 0 and "unreadable" in rows["newest"] and "* older" in out
-    assert "unreadable: checkpoint newest: model.safetensors is corrupt or truncated" in out
+    assert f"unreadable: checkpoint newest: {reason}" in out
     code, out, err = run_cli(["models", "info", "newest"], capsys)
     assert code == 1 and "finetune" in out
-    assert err.startswith("storytui: error: newest cannot be loaded: checkpoint newest: model.")
+    assert err.startswith(f"storytui: error: newest cannot be loaded: checkpoint newest: {reason}")
     assert len(err.strip().splitlines()) == 1
+    return newest
+
+
+def _cut_short(checkpoint: Path) -> None:
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+
+
+def _poison(checkpoint: Path) -> None:
+    """One weight set to NaN, as a diverged training run saves it (the file stays whole)."""
+    from safetensors.torch import load_file, save_file
+
+    weights = checkpoint / "model.safetensors"
+    state = load_file(str(weights))
+    state["norm.weight"][0] = float("nan")
+    save_file(state, str(weights))
+
+
+def test_models_shows_weights_that_would_not_load(storytui_home: Path, capsys) -> None:
+    """Weights cut short show in the listing and in `models info` (which still describes the
+    model, then fails), and the `*` goes to the model a command would actually use."""
+    reason = "model.safetensors is corrupt or truncated"
+    _newest_model_broken(storytui_home, capsys, _cut_short, reason)
+
+
+def test_models_knows_weights_holding_nan_and_reads_them_once(
+    storytui_home: Path, capsys, monkeypatch
+) -> None:
+    """A listing reads a header only, but NaN hides in the values: the `*` must not go to a
+    model `continue` would skip. Each weights file is read once; saved again, it is new."""
+    reason = "norm.weight contains NaN or infinite values"
+    newest = _newest_model_broken(storytui_home, capsys, _poison, reason)
+    make_tiny_checkpoint(newest, stage="finetune", created=NEWEST)  # retrained: a new file
+    _, out, _ = run_cli(["models"], capsys)
+    assert "* newest" in out and "unreadable" not in out
+
+    def no_reading(directory) -> None:
+        raise AssertionError(f"{directory}'s tensors were read again")
+
+    monkeypatch.setattr("storytui.checkpoint.check_weight_values", no_reading)
+    _, again, _ = run_cli(["models"], capsys)
+    assert again == out
+    code, _, _ = run_cli(["models", "info", "newest"], capsys)
+    assert code == 0
+
+
+def test_models_finds_nan_with_a_cache_it_cannot_write(storytui_home: Path, capsys) -> None:
+    (storytui_home / "cache").write_text("not a folder")
+    _poison(make_tiny_checkpoint(storytui_home / "models" / "diverged"))
+    code, out, _ = run_cli(["models"], capsys)
+    assert code == 0 and "norm.weight contains NaN" in out
 
 
 def test_models_rm_without_an_answer_deletes_nothing(
