@@ -357,31 +357,37 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], label: str) -
             expected[key].copy_(tensor.to(expected[key].dtype))
 
 
-def _require_finite(key: str, tensor: torch.Tensor, label: str) -> None:
+def _nonfinite(key: str, tensor: torch.Tensor) -> str | None:
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-        raise StoryError(f"checkpoint {label}: {key} contains NaN or infinite values")
+        return f"{key} contains NaN or infinite values"
+    return None
 
 
-def check_weight_values(directory: Path) -> None:
-    """Every weight finite, as loading requires, read one tensor at a time with no model
-    built: what ``weights_problem`` remembers for listings."""
-    label = checkpoint_label(directory)
-    weights = _require_file(Path(directory), WEIGHTS_FILE)
+def _require_finite(key: str, tensor: torch.Tensor, label: str) -> None:
+    if (reason := _nonfinite(key, tensor)) is not None:
+        raise StoryError(f"checkpoint {label}: {reason}")
+
+
+def weight_values_reason(weights: Path) -> str | None:
+    """Why the weights file's values would not load (the first tensor holding NaN or an
+    infinity, or a file that is not safetensors), or None; read one tensor at a time with no
+    model built. Names no checkpoint: ``weights_problem`` remembers it per file."""
     try:
         with safe_open(str(weights), framework="pt") as handle:
             names = handle.keys()  # a safe_open handle is not iterable itself
             for key in names:
-                _require_finite(key, handle.get_tensor(key), label)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise StoryError(
-            f"checkpoint {label}: {WEIGHTS_FILE} is corrupt or truncated ({_first_line(exc)})"
-        ) from exc
+                if (reason := _nonfinite(key, handle.get_tensor(key))) is not None:
+                    return reason
+    except (SafetensorError, ValueError) as exc:
+        return f"{WEIGHTS_FILE} is corrupt or truncated ({_first_line(exc)})"
+    return None
 
 
 def values_problem(directory: Path) -> str | None:
-    """Why the checkpoint's weights would not load for their values (NaN, infinities), or
-    None; remembered per weights file, so a listing reads each checkpoint's tensors once."""
-    return weights_problem(Path(directory) / WEIGHTS_FILE, lambda: check_weight_values(directory))
+    """Why the checkpoint's weights would not load for their values, as one line naming it,
+    or None; remembered per weights file, so a listing reads each checkpoint's tensors once."""
+    reason = weights_problem(Path(directory) / WEIGHTS_FILE, weight_values_reason)
+    return None if reason is None else f"checkpoint {checkpoint_label(directory)}: {reason}"
 
 
 def _tied_names(model: nn.Module) -> dict[str, list[str]]:

@@ -61,7 +61,7 @@ def bf16_copy(model: nn.Module) -> nn.Module:
     """A copy with bf16 parameters, made without a full-precision copy on the way (the memo
     hands deepcopy each parameter already cast; a tied weight is one parameter and stays tied)."""
     memo = {
-        id(param): nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False)
+        id(param): nn.Parameter(param.detach().to(torch.bfloat16, copy=True), requires_grad=False)
         for param in model.parameters()
     }
     return copy.deepcopy(model, memo)
@@ -162,7 +162,8 @@ class Int4Model(nn.Module):
     run them (``encoder_precision``). Both write the same fp32 ``KVCache``. Memory held: about
     1.54 bytes per weight with the int8 encoder (plus its fp32 embedding table), 2.54 with the
     bf16 one (each call reads one of the two copies), and the cached and the full forward pass
-    round differently. Not copyable: build another from the source model instead.
+    round differently. A decoded token's embedding comes from the encoder's table, so with the
+    bf16 encoder it is rounded to bf16 too (far finer than the int4 weights' own rounding). Not copyable: build another from the source model instead.
     """
 
     def __init__(
@@ -207,10 +208,11 @@ class Int4Model(nn.Module):
 
 
 def _has_amx() -> bool:
-    """Whether oneDNN can multiply bf16 on AMX tiles (the CPU has them and the kernel lets
-    this process use them)."""
-    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(check and check())
+    """Whether oneDNN can multiply on AMX tiles: the CPU has them (CPUID) and Linux grants this
+    process their state (``_init_amx`` asks, as oneDNN itself would)."""
+    supported = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    granted = getattr(torch.cpu, "_init_amx", None)
+    return bool(supported and granted and supported() and granted())
 
 
 def _has_vnni() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -209,7 +210,7 @@ def test_models_knows_weights_holding_nan_and_reads_them_once(
     def no_reading(directory) -> None:
         raise AssertionError(f"{directory}'s tensors were read again")
 
-    monkeypatch.setattr("storytui.checkpoint.check_weight_values", no_reading)
+    monkeypatch.setattr("storytui.checkpoint.weight_values_reason", no_reading)
     _, again, _ = run_cli(["models"], capsys)
     assert again == out
     code, _, _ = run_cli(["models", "info", "newest"], capsys)
@@ -221,6 +222,61 @@ def test_models_finds_nan_with_a_cache_it_cannot_write(storytui_home: Path, caps
     _poison(make_tiny_checkpoint(storytui_home / "models" / "diverged"))
     code, out, _ = run_cli(["models"], capsys)
     assert code == 0 and "norm.weight contains NaN" in out
+
+
+def _poison_in_place(weights: Path) -> None:
+    """NaN written over the first number of ``norm.weight`` inside the file itself: the same
+    inode and size, as an in-place copy leaves it."""
+    import struct
+
+    with weights.open("r+b") as handle:
+        (header_size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(header_size))
+        entry = header["norm.weight"]
+        nan = {"F32": struct.pack("<f", float("nan")), "F16": struct.pack("<e", float("nan"))}
+        handle.seek(8 + header_size + entry["data_offsets"][0])
+        handle.write(nan[entry["dtype"]])
+
+
+def test_a_remembered_nan_is_told_under_each_name_and_found_after_a_rewrite(
+    storytui_home: Path, tmp_path: Path, capsys
+) -> None:
+    """The cache keeps reasons without a checkpoint's name (one file, reached as a folder
+    outside the data dir and through a link in it, is told under each), and knows a file
+    rewritten in place even when its size and times are put back (`cp -p`, `rsync -t`)."""
+    outside = make_tiny_checkpoint(tmp_path / "elsewhere" / "ck")
+    _poison(outside)
+    (storytui_home / "models").mkdir(exist_ok=True)
+    (storytui_home / "models" / "alias").symlink_to(outside)
+    code, _, err = run_cli(["models", "info", str(outside)], capsys)
+    assert code == 1 and f"checkpoint {outside}: norm.weight contains NaN" in err
+    _, out, _ = run_cli(["models"], capsys)
+    assert "unreadable: checkpoint alias: norm.weight contains NaN" in out
+    good = make_tiny_checkpoint(storytui_home / "models" / "good")
+    _, out, _ = run_cli(["models"], capsys)
+    assert "* good" in out and "unreadable: checkpoint good" not in out
+    weights = good / "model.safetensors"
+    before = weights.stat()
+    _poison_in_place(weights)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (weights.stat().st_ino, weights.stat().st_size) == (before.st_ino, before.st_size)
+    _, out, _ = run_cli(["models"], capsys)
+    assert "unreadable: checkpoint good: norm.weight contains NaN" in out
+
+
+def test_a_remembered_path_out_of_reach_does_not_break_the_listing(
+    storytui_home: Path, capsys
+) -> None:
+    cache = storytui_home / "cache" / "weight-checks.json"
+    cache.parent.mkdir(parents=True)
+    too_long = "/" + "x" * 5000  # stat fails (name too long) instead of saying it is gone
+    cache.write_text(json.dumps({too_long: {"stamp": [], "problem": None}}))
+    make_tiny_checkpoint(storytui_home / "models" / "fresh")
+    code, out, _ = run_cli(["models"], capsys)
+    assert code == 0 and "* fresh" in out
+    assert list(json.loads(cache.read_text())) == [
+        str((storytui_home / "models" / "fresh" / "model.safetensors").resolve())
+    ]
 
 
 def test_models_rm_without_an_answer_deletes_nothing(

@@ -10,9 +10,11 @@ from storytui.onnx_decoder import OnnxDecoder
 from storytui.precision import (
     Int4Model,
     Int8Linear,
+    bf16_copy,
     default_precision,
     encoder_precision,
     prepare_model,
+    to_bf16_weights,
 )
 
 CONFIG = ModelConfig(
@@ -82,6 +84,15 @@ def test_the_bf16_encoder_fills_a_cache_the_int4_decoder_continues() -> None:
             step, _ = int4(ids[:, t : t + 1], cache=cache)
             assert step.dtype == torch.float32 and cache.length == t + 1
             assert torch.cosine_similarity(step[0, -1], full[0, t], dim=0) > 0.99
+
+
+def test_a_bf16_copy_of_a_bf16_model_is_still_a_copy() -> None:
+    source = to_bf16_weights(_model())
+    copied = bf16_copy(source)
+    assert copied.embed.weight.data_ptr() != source.embed.weight.data_ptr()
+    with torch.no_grad():
+        copied.embed.weight.zero_()
+    assert source.embed.weight.abs().sum() > 0
 
 
 def test_the_int4_encoder_must_be_int8_or_bf16() -> None:
