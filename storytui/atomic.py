@@ -165,10 +165,20 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
 
 def _replace_directory(new: Path, final: Path) -> None:
-    """Put directory ``new`` where ``final`` is (or is not yet) and delete the old one."""
+    """Put directory ``new`` where ``final`` is (or is not yet) and delete the old one.
+
+    Another writer may put its own ``final`` there between the look and the rename (two
+    training processes building the same shards): then ours replaces theirs, as if it had
+    come second.
+    """
     if not final.exists():
-        os.replace(new, final)
-    elif exchange_paths(new, final):
+        try:
+            os.replace(new, final)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not final.is_dir():
+                raise
+    if exchange_paths(new, final):
         shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old directory
     else:
         old = final.with_name(f".{final.name}.old-{os.getpid()}")

@@ -138,6 +138,34 @@ def test_replacing_a_directory_swaps_in_one_step(tmp_path: Path) -> None:
         assert (b / "x").read_text() == "a" and not (a / "x").exists()
 
 
+@pytest.mark.parametrize("exchange", [True, False])
+def test_a_directory_another_writer_finished_first_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    """Two writers of one new directory (two training processes building the same shards):
+    the other's rename lands between this one's look and its own rename."""
+    target = tmp_path / "shards"
+    if not exchange:
+        monkeypatch.setattr(atomic, "exchange_paths", lambda a, b: False)
+    real_replace = os.replace
+    raced = []
+
+    def other_writer_first(src, dst):
+        if Path(dst) == target and not raced:
+            raced.append(dst)
+            other = tmp_path / "theirs"
+            other.mkdir()
+            (other / "tokens").write_bytes(b"theirs")
+            real_replace(other, target)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", other_writer_first)
+    with atomic_directory(target) as tmp:
+        (tmp / "tokens").write_bytes(b"mine")
+    assert (target / "tokens").read_bytes() == b"mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["shards"]
+
+
 def test_a_kill_between_the_fallback_renames_is_undone(
     storytui_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
