@@ -122,6 +122,41 @@ def test_second_build_is_cached_and_changes_rebuild():
     assert tok.calls > calls
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_builders_of_the_same_shards_at_once_tokenise_them_once(force: bool):
+    """The ranks of a data-parallel run all build the same shards at start: the first builds,
+    the others wait and take its shards (with ``force`` too: they were built after it asked)."""
+    import threading
+
+    first_started, release = threading.Event(), threading.Event()
+
+    class SlowSpy(Spy):
+        def encode_batch(self, texts):
+            first_started.set()
+            release.wait(10)  # hold the build until the other builder is waiting for it
+            return super().encode_batch(texts)
+
+    builders = [SlowSpy(load_tokenizer()), Spy(load_tokenizer())]
+    results = {}
+
+    def build(i: int) -> None:
+        results[i] = build_shards("ranks", docs(), builders[i], force=force, progress=False)
+
+    first = threading.Thread(target=build, args=(0,))
+    first.start()
+    assert first_started.wait(10)
+    second = threading.Thread(target=build, args=(1,))
+    second.start()
+    second.join(0.5)
+    waiting = second.is_alive()  # for the first build, not tokenising beside it
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert waiting
+    assert builders[0].calls > 0 and builders[1].calls == 0
+    assert results[0].meta == results[1].meta
+
+
 def test_new_tokenizer_rebuilds_with_its_own_ids():
     build_shards("swap", docs(), load_tokenizer(), progress=False)
     other = byte_tokenizer()

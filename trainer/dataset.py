@@ -11,6 +11,7 @@ one directory rename when they are not, so a killed build never leaves a half da
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -211,23 +212,59 @@ def build_shards(
     """Tokenise ``{split: [(header, body), ...]}`` into ``shards/<name>/`` and return it.
 
     Returns the existing shards at once when they were built from the same text with the same
-    vocabulary; rebuilds when either changed (or ``force``).
+    vocabulary; rebuilds when either changed (or ``force``). One process builds at a time: the
+    ranks of a data-parallel run all ask for the same shards, and all but the first then take
+    what it built (even with ``force``: it was built after they asked) instead of tokenising
+    the whole corpus again.
     """
     docs = {split: list(items) for split, items in documents.items()}
     if not docs:
         raise StoryError(f"nothing to tokenise for {name!r}: no splits given")
     fingerprint = fingerprint_documents(docs)
     directory = paths.shards_dir(name)
-    existing = _read_meta(directory)
-    if (
-        not force
-        and existing is not None
-        and existing.get("format") == FORMAT_VERSION
-        and existing.get("tokenizer_hash") == tokenizer.hash
-        and existing.get("fingerprint") == fingerprint
-        and _files_complete(directory, existing)
-    ):
-        return ShardSet(name, directory, existing)
+    asked = _read_meta(directory)
+    with _one_builder(directory):
+        existing = _read_meta(directory)
+        built_meanwhile = existing is not None and existing != asked
+        if (
+            (not force or built_meanwhile)
+            and existing is not None
+            and existing.get("format") == FORMAT_VERSION
+            and existing.get("tokenizer_hash") == tokenizer.hash
+            and existing.get("fingerprint") == fingerprint
+            and _files_complete(directory, existing)
+        ):
+            return ShardSet(name, directory, existing)
+        return _write_shards(name, directory, docs, tokenizer, fingerprint, console, progress)
+
+
+@contextlib.contextmanager
+def _one_builder(directory: Path) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside ``directory`` while building it; where the lock cannot be
+    taken (no fcntl, a folder that cannot be written) build without it: the write itself
+    reports a folder it cannot write to."""
+    try:
+        import fcntl
+
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(directory.parent / f".{directory.name}.lock", "a")  # noqa: SIM115
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes
+        yield
+
+
+def _write_shards(
+    name: str,
+    directory: Path,
+    docs: dict[str, list[Document]],
+    tokenizer: TokenizerLike,
+    fingerprint: str,
+    console: Console | None,
+    progress: bool,
+) -> ShardSet:
     dtype = token_dtype(tokenizer.n_vocab)
     bar = _progress(console, progress)
     with bar, atomic_directory(directory) as tmp:
