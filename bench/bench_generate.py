@@ -497,9 +497,10 @@ def loss_gap_variants(model) -> list[tuple[str, Callable[[], object], Callable |
         for precision in PRECISIONS
         if precision != "int4"
     ]
-    if not isinstance(prepare_model(copy.deepcopy(model), "int4"), Int4Model):
+    int4 = prepare_model(copy.deepcopy(model), "int4")
+    if not isinstance(int4, Int4Model):
         return [*variants, ("int4 (int8: no int4 graph for this model)", lambda: None, None)]
-    variants.append(("int4, decoded at every position", lambda: Int4Model(model), decoded_logits))
+    variants.append(("int4, decoded at every position", lambda: int4, decoded_logits))
     for encoder in ("int8", "bf16"):
         variants.append(
             (

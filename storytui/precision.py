@@ -163,7 +163,8 @@ class Int4Model(nn.Module):
     1.54 bytes per weight with the int8 encoder (plus its fp32 embedding table), 2.54 with the
     bf16 one (each call reads one of the two copies), and the cached and the full forward pass
     round differently. A decoded token's embedding comes from the encoder's table, so with the
-    bf16 encoder it is rounded to bf16 too (far finer than the int4 weights' own rounding). Not copyable: build another from the source model instead.
+    bf16 encoder it is rounded to bf16 too (far finer than the int4 weights' own rounding).
+    Not copyable: build another from the source model instead.
     """
 
     def __init__(
